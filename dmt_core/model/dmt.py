@@ -1,0 +1,140 @@
+"""DMT: the whole co-salient object detector.
+
+    images (N, 3, H, W)  one group of N related images, ImageNet-normalised RGB
+      -> VGG16 encoder (5 levels)
+      -> DASPP(conv5_3) -> R2R -> "top" feature (N, C5, H/16, W/16)
+      -> six-stage decoder (tokens + features)
+      -> DMTOutput: co / bg / group logits (N, 1, H, W) + per-stage maps (stages 6..2)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..config import DMTConfig
+from .daspp import DASPP
+from .decoder import DMTDecoder
+from .encoder import VGG16Encoder, load_vgg16_imagenet
+from .layers import GroupBatchNorm2d, check_group
+from .r2r import R2R
+from .tgfr import StageMaps
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: official output key -> StageMaps attribute
+OFFICIAL_STAGE_KEYS = {
+    "stage_co_preds": "co",
+    "stage_bg_preds": "bg",
+    "stage_com_preds": "group",
+    "stage_co_preds_1": "co_after_co_proto",
+    "stage_co_preds_2": "co_after_bg_proto",
+}
+
+
+@dataclass
+class DMTOutput:
+    """Logits of one group.
+
+    Attributes:
+        co: co-saliency map (N, 1, H, W); ``sigmoid(co)`` is the prediction.
+        bg: background map (N, 1, H, W), or None without the background token.
+        group: map of the group token (N, 1, H, W).
+        stages: per-stage maps of stages 6, 5, 4, 3, 2 (sides H/16, H/16, H/8, H/4, H/2),
+            for deep supervision; empty when the forward was asked for no side outputs.
+    """
+
+    co: Tensor
+    bg: Tensor | None
+    group: Tensor
+    stages: list[StageMaps] = field(default_factory=list)
+
+    def to_official_dict(self) -> dict[str, Any]:
+        """The same tensors under the official ``CoSODNet`` output names."""
+        out: dict[str, Any] = {"co_pred": self.co, "bg_pred": self.bg, "com_pred": self.group}
+        for key, attr in OFFICIAL_STAGE_KEYS.items():
+            out[key] = [getattr(s, attr) for s in self.stages]
+        return out
+
+
+class DMT(nn.Module):
+    """Discriminative co-saliency and background mining transformer.
+
+    Args:
+        config: the architecture (``DMTConfig.paper()`` or ``DMTConfig.tiny()``).
+        pretrained: ``True`` loads torchvision's ImageNet VGG16 into the encoder (paper
+            widths only; offline, the error says where to put the file), a path loads a
+            local ``vgg16-397923af.pth``, ``False`` keeps the random init.
+
+    ``forward(images, aux=None)``: images (N, 3, H, W) with H, W multiples of 16 are ONE
+    group. ``aux`` asks for the per-stage maps; by default they are computed in training
+    mode only (inference does not need them).
+    """
+
+    def __init__(self, config: DMTConfig | None = None, pretrained: bool | str | os.PathLike = False):
+        super().__init__()
+        cfg = config or DMTConfig.paper()
+        self.config = cfg
+        self.encoder = VGG16Encoder(cfg.encoder_widths, trainable=cfg.encoder_trainable)
+        self.daspp = DASPP(cfg.daspp_dim, cfg.daspp_branch_dim, cfg.daspp_dilations)
+        self.r2r = (
+            R2R(cfg.daspp_dim, cfg.r2r_heads, cfg.r2r_scales, cfg.r2r_query_side, cfg.drop_path)
+            if cfg.use_r2r
+            else None
+        )
+        self.decoder = DMTDecoder(cfg)
+        self.set_inference_bn(cfg.bn_inference)
+        if pretrained:
+            path = None if pretrained is True else pretrained
+            self.encoder.load_torchvision_vgg16(load_vgg16_imagenet(path), source=str(path or ""))
+
+    def set_inference_bn(self, mode: str) -> DMT:
+        """``"running"``: eval uses running statistics; ``"group"``: the group's own."""
+        if mode not in ("running", "group"):
+            raise ValueError(f"inference BN mode must be 'running' or 'group', got {mode!r}")
+        self.config.bn_inference = mode  # type: ignore[assignment]
+        for m in self.modules():
+            if isinstance(m, GroupBatchNorm2d):
+                m.use_group_stats = mode == "group"
+        return self
+
+    def capture_attention(self, on: bool = True) -> DMT:
+        """Keep the attention maps of every attention layer in its ``.last_attention``."""
+        for m in self.modules():
+            if m is not self and hasattr(m, "record_attention"):
+                m.record_attention = on
+                if not on:
+                    m.last_attention = None
+        return self
+
+    def forward(self, images: Tensor, aux: bool | None = None) -> DMTOutput:
+        check_group(images)
+        if aux is None:
+            aux = self.training
+        feats = self.encoder(images)
+        top = self.daspp(feats["conv5_3"])
+        if self.r2r is not None:
+            top = self.r2r(top)
+        feats["top"] = top
+        co, bg, group, stages = self.decoder(feats, aux=aux)
+        return DMTOutput(co, bg, group, stages)
+
+    @torch.no_grad()
+    def predict(self, images: Tensor) -> Tensor:
+        """Co-saliency probabilities (N, 1, H, W) in [0, 1], in the current mode."""
+        return torch.sigmoid(self(images, aux=False).co)
+
+    def param_groups(self, lr: float, backbone_lr_scale: float = 0.01) -> list[dict[str, Any]]:
+        """Adam parameter groups: trainable encoder params at ``lr * 0.01``, the rest at ``lr``."""
+        enc = [p for p in self.encoder.parameters() if p.requires_grad]
+        enc_ids = {id(p) for p in self.encoder.parameters()}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in enc_ids]
+        groups = [{"params": rest, "lr": lr, "name": "decoder"}]
+        if enc:
+            groups.insert(0, {"params": enc, "lr": lr * backbone_lr_scale, "name": "encoder"})
+        return groups

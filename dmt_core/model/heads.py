@@ -1,0 +1,34 @@
+"""Token prediction head (the official ``Sal_Pred_with_Tok``).
+
+A token t becomes a map over a feature F by a dot product with a transformed token:
+
+    h(t)      = LN_b(W2 relu(W1 LN_a(t) + b1) + b2)
+    map[x, y] = <h(t), F[:, x, y]> / sqrt(C)
+
+F is not normalised; each image's tokens are dotted with that image's features.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .layers import trunc_normal_init
+
+
+class TokenHead(nn.Module):
+    """tokens (N, T, C), features (N, C, h, w) -> logits (N, T, h, w)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.linear1 = nn.Linear(dim, dim)
+        self.linear2 = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.scale = dim**-0.5
+        trunc_normal_init(self)
+
+    def forward(self, tokens: Tensor, features: Tensor) -> Tensor:
+        h = self.norm2(self.linear2(F.relu(self.linear1(self.norm1(tokens)))))
+        return torch.einsum("ntc,nchw->nthw", h * self.scale, features)

@@ -1,0 +1,97 @@
+"""Small building blocks shared by the DMT components.
+
+* :class:`GroupBatchNorm2d` -- BatchNorm that can normalise with the group's own
+  statistics at inference, the behaviour of the official test script.
+* :func:`conv_bn_act` -- conv + BN (+ ReLU), torchvision's ``Conv2dNormActivation``.
+* :func:`trunc_normal_init` -- the official init of transformer Linears and LayerNorms.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops.misc import Conv2dNormActivation
+
+
+class GroupBatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` with an inference option that uses the batch (group) statistics.
+
+    A DMT batch is one group of related images. The official test script never calls
+    ``eval()``, so its BatchNorms normalise every group with that group's statistics.
+    With ``use_group_stats = True`` an eval-mode forward does the same (without updating
+    the running statistics, and with dropout off because the model is in eval mode).
+    Training mode is unaffected.
+    """
+
+    use_group_stats: bool = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training or not self.use_group_stats:
+            return super().forward(x)
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
+def conv_bn_act(
+    in_ch: int,
+    out_ch: int,
+    kernel_size: int = 1,
+    dilation: int = 1,
+    relu: bool = True,
+) -> Conv2dNormActivation:
+    """Bias-free conv (``same`` padding) -> BN -> optional ReLU; keys ``0.weight``, ``1.*``."""
+    return Conv2dNormActivation(
+        in_ch,
+        out_ch,
+        kernel_size=kernel_size,
+        dilation=dilation,
+        norm_layer=GroupBatchNorm2d,
+        activation_layer=nn.ReLU if relu else None,
+        inplace=True,
+        bias=False,
+    )
+
+
+def c2_xavier_init(module: nn.Module) -> None:
+    """Caffe2 "Xavier" fill used by the official convs: Kaiming-uniform with a=1, bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_uniform_(m.weight, a=1)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def trunc_normal_init(module: nn.Module) -> None:
+    """Linear weights ~ truncated N(0, 0.02), biases 0; LayerNorm weight 1, bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def check_group(images: Tensor, multiple: int = 16) -> None:
+    """Raise ``ValueError`` unless ``images`` is a non-empty (N, 3, H, W) group, H, W % 16 == 0."""
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"images must be a torch.Tensor of shape (N, 3, H, W), got {type(images)}")
+    if images.dim() != 4:
+        raise ValueError(
+            f"images must be 4-D (N, 3, H, W): one group of N images; got shape {tuple(images.shape)}"
+        )
+    n, c, h, w = images.shape
+    if n == 0:
+        raise ValueError("images is an empty group (N = 0); a group needs at least one image")
+    if c != 3:
+        raise ValueError(f"images must have 3 (RGB) channels, got {c} in shape {tuple(images.shape)}")
+    if h % multiple or w % multiple or h == 0 or w == 0:
+        raise ValueError(
+            f"image sides must be positive multiples of {multiple} (the encoder stride), "
+            f"got {h}x{w}; resize, e.g. to 256x256"
+        )
+    if not images.is_floating_point():
+        raise ValueError(
+            f"images must be a float tensor (ImageNet-normalised RGB), got dtype {images.dtype}"
+        )
