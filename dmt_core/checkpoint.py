@@ -1,0 +1,57 @@
+"""Checkpoint files: atomic writes and loads that never execute code.
+
+Every checkpoint the project writes is a dict of tensors and plain Python types (the
+config as a dict), so ``torch.load(..., weights_only=True)`` reads it; files whose
+pickle asks for anything else are refused with a message naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import DMTConfig
+
+
+def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``obj`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load`` with ``weights_only=True``; clear errors for missing or unsafe files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file name and the reason
+        msg = str(e)
+        if "Weights only load failed" in msg or "Unsupported global" in msg:
+            raise ValueError(
+                f"{path}: refused to load: the file's pickle asks for objects other than "
+                f"tensors and plain Python types, and loading it could run code. "
+                f"Only weights-only checkpoints are accepted.\n  detail: {msg.splitlines()[0]}"
+            ) from e
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({msg.splitlines()[0]})") from e
+
+
+def model_checkpoint(model: torch.nn.Module, config: DMTConfig, **extra: Any) -> dict[str, Any]:
+    """The minimal project checkpoint: ``{"model": state_dict, "config": dict, ...}``."""
+    return {"format": "dmt_core", "model": model.state_dict(), "config": config.to_dict(), **extra}
