@@ -1,0 +1,80 @@
+"""``dmt data check``: decode every file of a dataset and list what is wrong.
+
+Checks: unreadable or truncated files, images without masks (and masks without
+images), masks whose size matches neither orientation of their image, empty groups and
+stray files. Valid files are not listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .groups import Problem, scan
+from .io import load_image, load_mask
+
+
+@dataclass
+class CheckReport:
+    """Result of :func:`check_dataset`: counts and the problems, one per file."""
+
+    root: Path
+    layout: str
+    groups: int = 0
+    images: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        return f"groups: {self.groups} images: {self.images} problems: {len(self.problems)}"
+
+    def lines(self) -> list[str]:
+        """One line per problem, then the summary line."""
+        return [str(p) for p in self.problems] + [self.summary()]
+
+
+def check_dataset(root: str | Path, *, subset: str | None = None) -> CheckReport:
+    """Check every group, image and mask under ``root`` (see :mod:`dmt_core.data.groups`).
+
+    ``images`` counts the image files found (matched or not); ``groups`` the group folders
+    holding at least one image.
+    """
+    groups, problems, layout = scan(root, subset=subset)
+    report = CheckReport(Path(root), layout, problems=list(problems))
+    unmatched = [p for p in problems if p.message.startswith("image without mask")]
+    report.images = sum(len(g) for g in groups) + len(unmatched)
+    group_names = {g.name for g in groups} | {p.path.parent.name for p in unmatched}
+    report.groups = len(group_names)
+    for g in groups:
+        for i, img_path in enumerate(g.images):
+            mask = None
+            if g.masks is not None:
+                try:
+                    mask = load_mask(g.masks[i])
+                except (ValueError, OSError) as e:
+                    report.problems.append(Problem(g.masks[i], _strip(e, g.masks[i])))
+            try:
+                if mask is None:
+                    load_image(img_path)
+                else:
+                    h, w = mask.shape
+                    load_image(img_path, expect_size=(w, h))
+            except ValueError as e:
+                msg = _strip(e, img_path)
+                if mask is not None and "does not match" in msg:
+                    msg = f"{msg} ({g.masks[i]})"  # type: ignore[index]
+                report.problems.append(Problem(img_path, msg))
+            except OSError as e:
+                report.problems.append(Problem(img_path, f"unreadable file ({e})"))
+    report.problems.sort(key=lambda p: str(p.path))
+    return report
+
+
+def _strip(err: Exception, path: Path) -> str:
+    """The message of ``err`` without the leading ``"<path>: "`` (the Problem adds it)."""
+    msg = str(err)
+    prefix = f"{path}: "
+    return msg[len(prefix) :] if msg.startswith(prefix) else msg

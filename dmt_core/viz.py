@@ -1,0 +1,121 @@
+"""Figures: a group drawn as a grid (images, masks, predictions), for notebooks and docs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+IMAGENET_MEAN = np.array((0.485, 0.456, 0.406), np.float32)
+IMAGENET_STD = np.array((0.229, 0.224, 0.225), np.float32)
+
+
+def _to_list(x: Any) -> list[Any]:
+    """Split a batch (tensor/array with a leading N) or a sequence into a list of items."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().float().numpy()
+    if isinstance(x, np.ndarray):
+        return list(x)
+    return list(x)
+
+
+def _image_hwc(x: Any, normalized: bool | None) -> np.ndarray:
+    """One image as float (h, w, 3) in [0, 1] from PIL, (3, h, w) / (h, w, 3) / (h, w)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().float().numpy()
+    a = np.asarray(x)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[2] not in (1, 3):
+        a = a.transpose(1, 2, 0)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, 2)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"expected an image (3, h, w), (h, w, 3) or (h, w); got shape {a.shape}")
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    a = a.astype(np.float32)
+    if normalized is None:
+        normalized = bool(a.min() < -0.01 or a.max() > 1.01) and a.max() <= 10
+    if normalized:
+        a = a * IMAGENET_STD + IMAGENET_MEAN
+    elif a.max() > 1.01:
+        a = a / 255.0
+    return np.clip(a, 0, 1)
+
+
+def _map_hw(x: Any) -> np.ndarray:
+    """A mask or probability map as float (h, w) in [0, 1]."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().float().numpy()
+    a = np.asarray(x)
+    a = np.squeeze(a)
+    if a.ndim != 2:
+        raise ValueError(f"expected a map (h, w) or (1, h, w); got shape {np.shape(x)}")
+    if a.dtype == bool:
+        return a.astype(np.float32)
+    a = a.astype(np.float32)
+    return a / 255.0 if a.max(initial=0) > 1.01 else a
+
+
+def plot_group(
+    images: Any,
+    masks: Any | None = None,
+    preds: Any | None = None,
+    *,
+    titles: Sequence[str] | None = None,
+    title: str | None = None,
+    normalized: bool | None = None,
+    max_images: int = 12,
+    cell: float = 1.6,
+    row_labels: Sequence[str] = ("image", "mask", "prediction"),
+):
+    """Draw a group as a grid: one column per image, rows image / mask / prediction.
+
+    Args:
+        images: (N, 3, H, W) tensor or array (ImageNet-normalised or in [0, 1] / [0, 255]),
+            or a list of PIL images / (h, w, 3) arrays.
+        masks: optional (N, 1, H, W) / (N, H, W) or a list of (h, w) maps (bool, 0/1 or 0..255).
+        preds: optional predictions, same forms as ``masks``, in [0, 1].
+        titles: one title per column (e.g. file stems).
+        normalized: whether float images are ImageNet-normalised (default: guessed).
+        max_images: draw at most this many columns.
+        cell: size of one cell in inches.
+
+    Returns:
+        A matplotlib ``Figure`` (not shown; ``fig.savefig(...)`` or display it).
+    """
+    import matplotlib.pyplot as plt
+
+    imgs = _to_list(images)[:max_images]
+    if not imgs:
+        raise ValueError("plot_group: no images")
+    rows: list[tuple[str, list[np.ndarray], bool]] = [
+        (row_labels[0], [_image_hwc(x, normalized) for x in imgs], False)
+    ]
+    for label, maps in ((row_labels[1], masks), (row_labels[2], preds)):
+        if maps is not None:
+            lst = _to_list(maps)[: len(imgs)]
+            if len(lst) != len(imgs):
+                raise ValueError(f"plot_group: {len(imgs)} images but {len(lst)} {label} maps")
+            rows.append((label, [_map_hw(m) for m in lst], True))
+    n = len(imgs)
+    fig, axes = plt.subplots(len(rows), n, figsize=(cell * n, cell * len(rows)), squeeze=False)
+    for r, (label, items, is_map) in enumerate(rows):
+        for c, a in enumerate(items):
+            ax = axes[r][c]
+            if is_map:
+                ax.imshow(a, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            else:
+                ax.imshow(a, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=9)
+            if r == 0 and titles is not None and c < len(titles):
+                ax.set_title(str(titles[c]), fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
