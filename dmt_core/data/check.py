@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .groups import Problem, scan
+from .groups import Problem, scan, size_mismatch
 from .io import load_image, load_mask
 
 
@@ -65,8 +65,12 @@ def check_dataset(root: str | Path, *, subset: str | None = None) -> CheckReport
             except ValueError as e:
                 msg = _strip(e, img_path)
                 if mask is not None and "does not match" in msg:
-                    msg = f"{msg} ({g.masks[i]})"  # type: ignore[index]
-                report.problems.append(Problem(img_path, msg))
+                    mask_path = g.masks[i]  # type: ignore[index]
+                    h, w = mask.shape
+                    msg = _strip(ValueError(size_mismatch(mask_path, img_path, (w, h))), mask_path)
+                    report.problems.append(Problem(mask_path, msg))
+                else:
+                    report.problems.append(Problem(img_path, msg))
             except OSError as e:
                 report.problems.append(Problem(img_path, f"unreadable file ({e})"))
     report.problems.sort(key=lambda p: str(p.path))

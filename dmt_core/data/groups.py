@@ -90,9 +90,18 @@ class Group:
             image = load_image(self.images[i], expect_size=(w, h))
         except ValueError as e:
             if "does not match" in str(e):
-                raise ValueError(f"{e} ({self.masks[i]})") from e
+                raise ValueError(size_mismatch(self.masks[i], self.images[i], (w, h))) from e
             raise
         return image, mask
+
+
+def size_mismatch(mask_path: Path, image_path: Path, mask_size: tuple[int, int]) -> str:
+    """The message for a mask whose ``(width, height)`` matches no orientation of its image."""
+    sizes = " or ".join(f"{w}x{h}" for w, h in image_size_candidates(image_path))
+    return (
+        f"{mask_path}: mask of size {mask_size[0]}x{mask_size[1]} does not match its image "
+        f"{image_path} of size {sizes} (width x height)"
+    )
 
 
 def _is_ignored(p: Path) -> bool:
