@@ -302,12 +302,25 @@ class Generator:
         self._ys, self._xs = np.mgrid[0:s, 0:s].astype(np.float32)
 
     # ------------------------------------------------------------ planning
-    def _plan(self, rng: np.random.Generator) -> tuple[int, int, list[list[tuple[int, str]]]]:
+    def target_of(self, index: int) -> int:
+        """Target category of group ``index``.
+
+        Each block of ``num_categories`` consecutive groups uses every category once as
+        its target (in a seeded random order), so targets are balanced.
+        """
+        C = self.cfg.num_categories
+        block = np.random.default_rng(
+            np.random.SeedSequence([self.seed, self.cfg.stream, 7919, index // C])
+        )
+        return int(block.permutation(C)[index % C])
+
+    def _plan(
+        self, rng: np.random.Generator, target: int
+    ) -> tuple[int, int, list[list[tuple[int, str]]]]:
         """Categories of every image of a group: ``(target, companion, objects)``."""
         cfg = self.cfg
         C = cfg.num_categories
         n = int(rng.integers(cfg.images_per_group[0], cfg.images_per_group[1] + 1))
-        target = int(rng.integers(C))
         companion = int((target + 1 + rng.integers(C - 1)) % C)
         pool = np.array([c for c in range(C) if c not in (target, companion)])
         for _ in range(100):
@@ -514,7 +527,7 @@ class Generator:
         """Group ``index``: depends only on (seed, stream, index)."""
         cfg, s = self.cfg, self.cfg.size
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, cfg.stream, index]))
-        target, companion, plans = self._plan(rng)
+        target, companion, plans = self._plan(rng, self.target_of(index))
         tile = rng.random((2 * s, 2 * s, 3), dtype=np.float32)
         tile -= 0.5
         tile *= 20.0  # fine-grained background noise, +-10 gray levels

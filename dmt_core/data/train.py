@@ -72,7 +72,7 @@ def augment_pair(
     """
     resize, crop = train_sizes(input_size)
     arr = np.asarray(image) if isinstance(image, Image.Image) else image
-    img = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1))
+    img = tv_tensors.Image(torch.from_numpy(np.array(arr, dtype=np.uint8)).permute(2, 0, 1))
     msk = tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(mask, dtype=np.uint8))[None])
     img = TF.resize(img, [resize, resize], antialias=True)
     msk = TF.resize(msk, [resize, resize])  # Mask: nearest

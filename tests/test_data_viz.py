@@ -1,0 +1,39 @@
+"""plot_group draws images, masks and predictions from tensors, arrays or PIL images."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from dmt_core.data import normalize  # noqa: E402
+from dmt_core.viz import _image_hwc, plot_group  # noqa: E402
+
+
+def test_normalised_tensor_group_with_masks_and_preds(tmp_path):
+    x = torch.rand(3, 3, 16, 16)
+    fig = plot_group(normalize(x), torch.rand(3, 1, 16, 16) > 0.5, torch.rand(3, 1, 16, 16),
+                     titles=["a", "b", "c"], title="group")  # fmt: skip
+    assert len(fig.axes) == 9
+    fig.savefig(tmp_path / "g.png")
+    assert (tmp_path / "g.png").stat().st_size > 0
+    # normalised input is detected and undone
+    assert np.allclose(_image_hwc(normalize(x)[0], None), x[0].permute(1, 2, 0).numpy(), atol=1e-5)
+
+
+def test_pil_and_arrays():
+    imgs = [Image.new("RGB", (20, 10), (255, 0, 0)), np.zeros((10, 20, 3), np.uint8)]
+    masks = [np.ones((10, 20), bool), np.zeros((10, 20), np.uint8)]
+    fig = plot_group(imgs, masks)
+    assert len(fig.axes) == 4
+    assert np.allclose(_image_hwc(imgs[0], None)[0, 0], (1, 0, 0))
+
+
+def test_length_mismatch():
+    with pytest.raises(ValueError, match="2 images but 1 mask"):
+        plot_group(torch.rand(2, 3, 8, 8), torch.rand(1, 1, 8, 8))
