@@ -590,7 +590,7 @@ def write_benchmark(
         "groups": [],
     }
     jpg = [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality]
-    png = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    png = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
     for gi in range(cfg.groups):
         g = gen.group(gi)
         img_dir, gt_dir = out / "Image" / g.name, out / "GroundTruth" / g.name
@@ -604,7 +604,9 @@ def write_benchmark(
         }
         for j, im in enumerate(g.images):
             stem = f"{gi:03d}_{j:02d}"
-            (img_dir / f"{stem}.jpg").write_bytes(_encode(im.image[..., ::-1], ".jpg", jpg))
+            (img_dir / f"{stem}.jpg").write_bytes(
+                _encode(cv2.cvtColor(im.image, cv2.COLOR_RGB2BGR), ".jpg", jpg)
+            )
             (gt_dir / f"{stem}.png").write_bytes(
                 _encode(im.mask.astype(np.uint8) * 255, ".png", png)
             )
