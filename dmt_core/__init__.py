@@ -1,9 +1,9 @@
 """dmt_core: DMT (CVPR 2023) co-salient object detection.
 
-    from dmt_core import DMT, DMTConfig
-    model = DMT(DMTConfig.tiny()).eval()
-    out = model(images)          # images: (N, 3, H, W), one group
-    probs = out.co.sigmoid()     # (N, 1, H, W)
+from dmt_core import DMT, DMTConfig
+model = DMT(DMTConfig.tiny()).eval()
+out = model(images)          # images: (N, 3, H, W), one group
+probs = out.co.sigmoid()     # (N, 1, H, W)
 """
 
 from .config import DMTConfig

@@ -49,7 +49,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
                 f"tensors and plain Python types, and loading it could run code. "
                 f"Only weights-only checkpoints are accepted.\n  detail: {msg.splitlines()[0]}"
             ) from e
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({msg.splitlines()[0]})") from e
+        raise ValueError(
+            f"{path}: not a readable PyTorch checkpoint ({msg.splitlines()[0]})"
+        ) from e
 
 
 def model_checkpoint(model: torch.nn.Module, config: DMTConfig, **extra: Any) -> dict[str, Any]:

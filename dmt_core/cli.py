@@ -35,14 +35,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         n_params = sum(p.numel() for p in model.parameters())
         n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
         images = torch.randn(args.group, 3, size, size, generator=torch.Generator().manual_seed(0))
-        print(f"== preset {name}: {n_params:,} parameters ({n_train:,} trainable), built in {built:.2f} s")
+        print(
+            f"== preset {name}: {n_params:,} parameters ({n_train:,} trainable), "
+            f"built in {built:.2f} s"
+        )
         print(f"   input group: {tuple(images.shape)}  (N images, RGB, H, W)")
         with torch.inference_mode():
             model(images[:1])  # warm-up
             t0 = time.perf_counter()
             out = model(images, aux=True)
             dt = time.perf_counter() - t0
-        print(f"   co    {tuple(out.co.shape)}   bg {tuple(out.bg.shape)}   group {tuple(out.group.shape)}")
+        print(
+            f"   co    {tuple(out.co.shape)}   bg {tuple(out.bg.shape)}   "
+            f"group {tuple(out.group.shape)}"
+        )
         for k, s in zip((6, 5, 4, 3, 2), out.stages, strict=True):
             print(f"   stage {k}: 5 maps of {tuple(s.co.shape)}")
         print(f"   forward with side outputs: {dt:.3f} s ({args.group / dt:.1f} images/s)")
@@ -66,7 +72,12 @@ def _cmd_convert_official(args: argparse.Namespace) -> int:
     obj = load_checkpoint(args.input)
     sd = convert_official_state_dict(obj, cfg, source=str(args.input))
     save_checkpoint(
-        {"format": "dmt_core", "model": sd, "config": cfg.to_dict(), "origin": f"official:{Path(args.input).name}"},
+        {
+            "format": "dmt_core",
+            "model": sd,
+            "config": cfg.to_dict(),
+            "origin": f"official:{Path(args.input).name}",
+        },
         args.output,
     )
     print(f"converted {len(sd)} tensors from {args.input} -> {args.output}")
@@ -88,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser(
-        "convert-official", help="convert an official DMT checkpoint (.pth) to this project's format"
+        "convert-official",
+        help="convert an official DMT checkpoint (.pth) to this project's format",
     )
     p.add_argument("input", type=Path, help="official checkpoint, e.g. DMT_model.pth")
     p.add_argument("output", type=Path, help="converted checkpoint to write, e.g. dmt_official.pt")

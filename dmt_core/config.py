@@ -41,7 +41,8 @@ class DMTConfig:
         use_contrast: contrast gate in pixel-to-token attention (off: plain attention).
         use_cot2t: group token gathering from / distributing to the co-saliency tokens.
         use_tgfr: prototype refinement of the decoder features by the tokens.
-        use_bg_token: the background token, its maps and its prototype.
+        use_bg_token: the background token, its maps and its prototype (without it the
+            contrast gate has nothing to contrast with and is left out as well).
 
     Inference and training:
         bn_inference: ``"running"`` uses BatchNorm running statistics in eval mode;
@@ -89,11 +90,15 @@ class DMTConfig:
             )
         for dim in (self.daspp_dim, self.hidden_dim):
             if dim % self.r2r_heads:
-                raise ValueError(f"R2R width {dim} must be divisible by r2r_heads ({self.r2r_heads})")
+                raise ValueError(
+                    f"R2R width {dim} must be divisible by r2r_heads ({self.r2r_heads})"
+                )
         if self.input_size % 16:
             raise ValueError(f"input_size must be a multiple of 16, got {self.input_size}")
         if self.bn_inference not in ("running", "group"):
-            raise ValueError(f"bn_inference must be 'running' or 'group', got {self.bn_inference!r}")
+            raise ValueError(
+                f"bn_inference must be 'running' or 'group', got {self.bn_inference!r}"
+            )
         if self.encoder_trainable not in ("last", "all", "none"):
             raise ValueError(
                 f"encoder_trainable must be 'last', 'all' or 'none', got {self.encoder_trainable!r}"
@@ -172,19 +177,23 @@ class DMTConfig:
         return text
 
     @classmethod
-    def from_yaml(cls, path_or_text: str | Path) -> DMTConfig:
-        p = Path(path_or_text)
-        if isinstance(path_or_text, Path) or (len(str(path_or_text)) < 4096 and p.is_file()):
-            try:
-                data = yaml.safe_load(p.read_text())
-            except yaml.YAMLError as e:
-                raise ValueError(f"{p}: not valid YAML ({e})") from e
-            where = str(p)
-        else:
-            data = yaml.safe_load(str(path_or_text))
-            where = "YAML text"
+    def from_yaml(cls, path: str | Path) -> DMTConfig:
+        """Read a config file written by :meth:`to_yaml`."""
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file {p} does not exist")
+        return cls.from_yaml_text(p.read_text(), source=str(p))
+
+    @classmethod
+    def from_yaml_text(cls, text: str, source: str = "YAML text") -> DMTConfig:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"{source}: not valid YAML ({e})") from e
         if not isinstance(data, dict):
-            raise ValueError(f"{where}: expected a mapping of DMTConfig fields, got {type(data)}")
+            raise ValueError(
+                f"{source}: expected a mapping of DMTConfig fields, got {type(data).__name__}"
+            )
         return cls.from_dict(data)
 
     def with_overrides(self, **overrides: Any) -> DMTConfig:

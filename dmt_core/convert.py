@@ -34,8 +34,10 @@ RULES: list[tuple[str, Any]] = [
     (rf"^daspp_block\.adap_layer\.{_BN}$", r"daspp.adapt.1.\1"),
     (
         r"^daspp_block\.conv_brach_(\d)\.conv([12])\.(.*)$",
-        lambda m: f"daspp.branches.{int(m[1]) - 1}."
-        f"{'reduce' if m[2] == '1' else 'dilated'}.{_conv_bn_leaf(m[3])}",
+        lambda m: (
+            f"daspp.branches.{int(m[1]) - 1}."
+            f"{'reduce' if m[2] == '1' else 'dilated'}.{_conv_bn_leaf(m[3])}"
+        ),
     ),
     (r"^daspp_block\.after_daspp\.(.*)$", lambda m: f"daspp.fuse.{_conv_bn_leaf(m[1])}"),
     (r"^group_att\.(.*)$", r"r2r.\1"),
@@ -61,17 +63,23 @@ RULES: list[tuple[str, Any]] = [
     ),
     (
         r"^cosod_former\.decoder_(\d)\.(lateral_conv|output_conv)\.(.*)$",
-        lambda m: f"{_stage(m[1])}.fpn.{'lateral' if m[2] == 'lateral_conv' else 'conv'}."
-        f"{_conv_bn_leaf(m[3])}",
+        lambda m: (
+            f"{_stage(m[1])}.fpn.{'lateral' if m[2] == 'lateral_conv' else 'conv'}."
+            f"{_conv_bn_leaf(m[3])}"
+        ),
     ),
     (r"^cosod_former\.group_att_(\d)\.(.*)$", lambda m: f"{_stage(m[1])}.r2r.{m[2]}"),
     (
         r"^cosod_former\.proto_refine_(\d)\.(gr_sal_pred|com_sal_pred_2|com_sal_pred_3)\.(.*)$",
-        lambda m: f"{_stage(m[1])}.tgfr."
-        + {"gr_sal_pred": "token_head", "com_sal_pred_2": "co_head_1", "com_sal_pred_3": "co_head_2"}[
-            m[2]
-        ]
-        + f".{m[3]}",
+        lambda m: (
+            f"{_stage(m[1])}.tgfr."
+            + {
+                "gr_sal_pred": "token_head",
+                "com_sal_pred_2": "co_head_1",
+                "com_sal_pred_3": "co_head_2",
+            }[m[2]]
+            + f".{m[3]}"
+        ),
     ),
     (
         r"^cosod_former\.proto_refine_(\d)\.(fuse_co|fuse_bg)\.(.*)$",
@@ -83,7 +91,7 @@ _COMPILED = [(re.compile(p), r) for p, r in RULES]
 
 
 def _conv_bn_leaf(leaf: str) -> str:
-    """detectron2 ``weight`` / ``norm.X`` -> torchvision Conv2dNormActivation ``0.weight`` / ``1.X``."""
+    """detectron2 ``weight`` / ``norm.X`` -> Conv2dNormActivation ``0.weight`` / ``1.X``."""
     if leaf == "weight":
         return "0.weight"
     if leaf.startswith("norm."):
@@ -151,7 +159,9 @@ def convert_official_state_dict(
         except KeyError:
             unknown.append(f"{key} {tuple(value.shape)}")
     if unknown:
-        raise ValueError(_mismatch_report("keys that are not in the official DMT layout", unknown, source))
+        raise ValueError(
+            _mismatch_report("keys that are not in the official DMT layout", unknown, source)
+        )
     check_layout(converted, config, source, naming=_official_name_of(sd))
     return converted
 
@@ -166,7 +176,7 @@ def check_layout(
     source: str = "checkpoint",
     naming: Mapping[str, str] | None = None,
 ) -> None:
-    """Raise ``ValueError`` unless ``state_dict`` has exactly the keys and shapes of ``DMT(config)``."""
+    """Raise ``ValueError`` unless ``state_dict`` has the keys and shapes of ``DMT(config)``."""
     expected = expected_layout(config)
     naming = naming or {}
 
@@ -184,7 +194,9 @@ def check_layout(
     if wrong:
         problems.append(_mismatch_report("tensors with the wrong shape", wrong, source))
     if missing:
-        problems.append(_mismatch_report("keys the model needs but the checkpoint lacks", missing, source))
+        problems.append(
+            _mismatch_report("keys the model needs but the checkpoint lacks", missing, source)
+        )
     if extra:
         problems.append(_mismatch_report("keys the model does not have", extra, source))
     if problems:

@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-
 class ContrastAttention(nn.Module):
     """Pixel-to-token attention with the contrast gate.
 
@@ -41,7 +40,11 @@ class ContrastAttention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.contrast = contrast
-        self.norm_q, self.norm_k, self.norm_v = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.norm_q, self.norm_k, self.norm_v = (
+            nn.LayerNorm(dim),
+            nn.LayerNorm(dim),
+            nn.LayerNorm(dim),
+        )
         self.to_q = nn.Linear(dim, dim, bias=False)
         self.to_k = nn.Linear(dim, dim, bias=False)
         self.to_v = nn.Linear(dim, dim, bias=False)
@@ -116,4 +119,3 @@ class CtP2TLayer(nn.Module):
         tokens = tokens + self.dropout2(x)
         x = self.linear2(self.dropout(F.relu(self.linear1(self.norm3(tokens)))))
         return tokens + self.dropout3(x)
-

@@ -81,8 +81,8 @@ class FPNBlock(nn.Module):
     def forward(self, enc: Tensor, prev: Tensor | None = None) -> Tensor:
         if self.lateral is None or prev is None:
             return self.conv(enc)
-        x = self.lateral(enc)
-        x = x + F.interpolate(prev, size=x.shape[-2:], mode="bilinear", align_corners=True)
+        x = self.lateral(enc)  # a fresh tensor that no backward needs: add in place
+        x = x.add_(F.interpolate(prev, size=x.shape[-2:], mode="bilinear", align_corners=True))
         return self.conv(x)
 
 
@@ -92,9 +92,9 @@ class TokenStage(nn.Module):
     def __init__(self, cfg: DMTConfig, dropout: float) -> None:
         super().__init__()
         c = cfg.hidden_dim
-        self.ctp2t = CtP2TLayer(
-            c, cfg.num_heads, cfg.token_ffn_dim, dropout, contrast=cfg.use_contrast
-        )
+        # the gate contrasts each token with the others: without a bg token there is none
+        contrast = cfg.use_contrast and cfg.use_bg_token
+        self.ctp2t = CtP2TLayer(c, cfg.num_heads, cfg.token_ffn_dim, dropout, contrast=contrast)
         self.cot2t = CoT2T(c, cfg.num_heads, cfg.token_ffn_dim, dropout) if cfg.use_cot2t else None
         trunc_normal_init(self)
 
@@ -129,9 +129,7 @@ class DecoderStage(nn.Module):
             else None
         )
         self.tokens = TokenStage(cfg, cfg.stage_dropouts()[stage])
-        self.tgfr = (
-            TGFR(c, use_bg=cfg.use_bg_token, refine=cfg.use_tgfr) if stage >= 2 else None
-        )
+        self.tgfr = TGFR(c, use_bg=cfg.use_bg_token, refine=cfg.use_tgfr) if stage >= 2 else None
 
 
 class DMTDecoder(nn.Module):
@@ -139,7 +137,8 @@ class DMTDecoder(nn.Module):
 
     forward(features {level: (N, C_l, h_l, w_l)} incl. "top", aux) returns
     (co, bg, group) full-resolution logits (N, 1, H, W) (bg None without the bg token)
-    and the list of :class:`StageMaps` for stages 6..2 (empty when ``aux`` is False).
+    and the list of :class:`StageMaps` for stages 6..2. With ``aux=False`` (inference)
+    only co is computed: bg and group are None and the list is empty.
     """
 
     def __init__(self, cfg: DMTConfig) -> None:
@@ -154,7 +153,8 @@ class DMTDecoder(nn.Module):
         # weight); it is initialised as intended here, weight 1 and bias 0 (the PyTorch
         # default). Loaded checkpoints are unaffected.
         self.memory_norm = nn.LayerNorm(c)
-        in_channels = {6: cfg.daspp_dim, **dict(zip((1, 2, 3, 4, 5), cfg.encoder_widths))}
+        in_channels = dict(zip((1, 2, 3, 4, 5), cfg.encoder_widths, strict=True))
+        in_channels[6] = cfg.daspp_dim
         self.stages = nn.ModuleList(
             DecoderStage(cfg, k, in_channels[k]) for k in (6, 5, 4, 3, 2, 1)
         )
@@ -163,7 +163,7 @@ class DMTDecoder(nn.Module):
 
     def forward(
         self, features: dict[str, Tensor], aux: bool = True
-    ) -> tuple[Tensor, Tensor | None, Tensor, list[StageMaps]]:
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, list[StageMaps]]:
         top = features["top"]
         n, _, h, w = top.shape
         memory = self.memory_proj(top).flatten(2).transpose(1, 2)  # (N, HW, C)
@@ -187,8 +187,9 @@ class DMTDecoder(nn.Module):
                 if aux:
                     stage_maps.append(maps)
         assert d is not None
-        all_tokens = torch.cat([tokens, group.expand(n, 1, -1)], dim=1)
-        final = self.final_head(all_tokens, d)
+        if not aux:  # inference needs the co map only
+            return self.final_head(tokens[:, :1], d), None, None, stage_maps
+        final = self.final_head(torch.cat([tokens, group.expand(n, 1, -1)], dim=1), d)
         bg = final[:, 1:2] if self.num_tokens == 2 else None
         return final[:, :1], bg, final[:, -1:], stage_maps
 

@@ -1,10 +1,10 @@
 """DMT: the whole co-salient object detector.
 
-    images (N, 3, H, W)  one group of N related images, ImageNet-normalised RGB
-      -> VGG16 encoder (5 levels)
-      -> DASPP(conv5_3) -> R2R -> "top" feature (N, C5, H/16, W/16)
-      -> six-stage decoder (tokens + features)
-      -> DMTOutput: co / bg / group logits (N, 1, H, W) + per-stage maps (stages 6..2)
+images (N, 3, H, W)  one group of N related images, ImageNet-normalised RGB
+  -> VGG16 encoder (5 levels)
+  -> DASPP(conv5_3) -> R2R -> "top" feature (N, C5, H/16, W/16)
+  -> six-stage decoder (tokens + features)
+  -> DMTOutput: co / bg / group logits (N, 1, H, W) + per-stage maps (stages 6..2)
 """
 
 from __future__ import annotations
@@ -43,15 +43,16 @@ class DMTOutput:
 
     Attributes:
         co: co-saliency map (N, 1, H, W); ``sigmoid(co)`` is the prediction.
-        bg: background map (N, 1, H, W), or None without the background token.
-        group: map of the group token (N, 1, H, W).
+        bg: background map (N, 1, H, W); None without the background token or when the
+            forward ran without side outputs (``aux=False``, the eval default).
+        group: map of the group token (N, 1, H, W); None when ``aux=False``.
         stages: per-stage maps of stages 6, 5, 4, 3, 2 (sides H/16, H/16, H/8, H/4, H/2),
             for deep supervision; empty when the forward was asked for no side outputs.
     """
 
     co: Tensor
     bg: Tensor | None
-    group: Tensor
+    group: Tensor | None
     stages: list[StageMaps] = field(default_factory=list)
 
     def to_official_dict(self) -> dict[str, Any]:
@@ -70,13 +71,20 @@ class DMT(nn.Module):
         pretrained: ``True`` loads torchvision's ImageNet VGG16 into the encoder (paper
             widths only; offline, the error says where to put the file), a path loads a
             local ``vgg16-397923af.pth``, ``False`` keeps the random init.
+        channels_last: keep conv weights and activations channels-last (faster on CPU
+            and with GPU mixed precision; outputs equal up to float rounding).
 
     ``forward(images, aux=None)``: images (N, 3, H, W) with H, W multiples of 16 are ONE
     group. ``aux`` asks for the per-stage maps; by default they are computed in training
     mode only (inference does not need them).
     """
 
-    def __init__(self, config: DMTConfig | None = None, pretrained: bool | str | os.PathLike = False):
+    def __init__(
+        self,
+        config: DMTConfig | None = None,
+        pretrained: bool | str | os.PathLike = False,
+        channels_last: bool = True,
+    ):
         super().__init__()
         cfg = config or DMTConfig.paper()
         self.config = cfg
@@ -92,6 +100,13 @@ class DMT(nn.Module):
         if pretrained:
             path = None if pretrained is True else pretrained
             self.encoder.load_torchvision_vgg16(load_vgg16_imagenet(path), source=str(path or ""))
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether the conv weights are channels-last (then inputs are converted to match)."""
+        return self.encoder.conv1_1.weight.is_contiguous(memory_format=torch.channels_last)
 
     def set_inference_bn(self, mode: str) -> DMT:
         """``"running"``: eval uses running statistics; ``"group"``: the group's own."""
@@ -116,6 +131,8 @@ class DMT(nn.Module):
         check_group(images)
         if aux is None:
             aux = self.training
+        if self.channels_last:  # ~1.7x faster convs on CPU (oneDNN), recommended on GPU too
+            images = images.contiguous(memory_format=torch.channels_last)
         feats = self.encoder(images)
         top = self.daspp(feats["conv5_3"])
         if self.r2r is not None:

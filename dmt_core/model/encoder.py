@@ -125,7 +125,7 @@ def load_vgg16_imagenet(path: str | os.PathLike | None = None) -> dict[str, Tens
     weights = VGG16_Weights.IMAGENET1K_V1
     hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
     try:
-        return weights.get_state_dict(progress=True, check_hash=False)
+        return weights.get_state_dict(progress=True, check_hash=False, weights_only=True)
     except Exception as e:  # noqa: BLE001 - offline machines get a clear instruction
         raise RuntimeError(
             f"Could not download the ImageNet VGG16 weights from {weights.url} ({e}).\n"

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .heads import TokenHead
-from .layers import c2_xavier_init, conv_bn_act
+from .layers import bn_scale_shift, c2_xavier_init, conv_bn_act
 
 
 @dataclass
@@ -55,8 +55,10 @@ def minmax_mask(logits: Tensor) -> Tensor:
 
 def weighted_gap(features: Tensor, mask: Tensor) -> Tensor:
     """features (N, C, h, w), mask (N, 1, h, w) -> prototypes (N, C)."""
-    num = torch.einsum("nchw,nhw->nc", features, mask[:, 0])
-    return num / (mask.flatten(1).sum(dim=1, keepdim=True) + 1e-8)
+    n, c = features.shape[:2]
+    m = mask.reshape(n, 1, -1)  # (N, 1, hw)
+    num = torch.bmm(m, features.permute(0, 2, 3, 1).reshape(n, -1, c))  # free if channels-last
+    return num[:, 0] / (m.sum(dim=2) + 1e-8)
 
 
 class PrototypeFusion(nn.Module):
@@ -71,11 +73,17 @@ class PrototypeFusion(nn.Module):
         self.dim = dim
 
     def forward(self, features: Tensor, proto: Tensor) -> Tensor:
-        conv, bn, act = self.block
+        conv, bn = self.block[0], self.block[1]
         w = conv.weight[:, :, 0, 0]
-        x = F.conv2d(features, w[:, : self.dim, None, None])
-        x = x + (proto @ w[:, self.dim :].t())[:, :, None, None]
-        return act(bn(x))
+        w_feat, w_proto = w[:, : self.dim, None, None], w[:, self.dim :]
+        if self.training or bn.use_group_stats:
+            x = F.conv2d(features, w_feat) + (proto @ w_proto.t())[:, :, None, None]
+            return F.relu(bn(x))
+        # eval: BN folded into the conv; the prototype term becomes a per-image bias
+        scale, shift = bn_scale_shift(bn)
+        x = F.conv2d(features, w_feat * scale.view(-1, 1, 1, 1))
+        bias = (proto @ w_proto.t()) * scale + shift  # (N, C)
+        return F.relu_(x.add_(bias[:, :, None, None]))
 
 
 class TGFR(nn.Module):

@@ -1,0 +1,349 @@
+"""Model behaviour: shapes, ablations, frozen encoder, permutation, errors, hazards."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from helpers import group, tiny_model
+
+from dmt_core import DMT, DMTConfig
+from dmt_core.model.tgfr import TGFR, minmax_mask, weighted_gap
+
+ABLATIONS = ("use_r2r", "use_contrast", "use_cot2t", "use_tgfr", "use_bg_token")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_model().eval()
+
+
+# --------------------------------------------------------------------------- shapes
+@pytest.mark.parametrize("n", [1, 2, 5, 25])
+def test_output_shapes_for_group_sizes(tiny, n):
+    with torch.no_grad():
+        out = tiny(group(n, 64), aux=True)
+    assert out.co.shape == out.bg.shape == out.group.shape == (n, 1, 64, 64)
+    sides = [s.co.shape[-1] for s in out.stages]
+    assert sides == [4, 4, 8, 16, 32]  # stages 6, 5, 4, 3, 2
+    for s in out.stages:
+        for t in (s.co, s.bg, s.group, s.co_after_co_proto, s.co_after_bg_proto):
+            assert t.shape == (n, 1, s.co.shape[-2], s.co.shape[-1])
+    official = out.to_official_dict()
+    assert set(official) == {
+        "co_pred",
+        "bg_pred",
+        "com_pred",
+        "stage_co_preds",
+        "stage_bg_preds",
+        "stage_com_preds",
+        "stage_co_preds_1",
+        "stage_co_preds_2",
+    }
+    assert all(len(v) == 5 for k, v in official.items() if k.startswith("stage_"))
+
+
+@pytest.mark.parametrize("size", range(64, 321, 32))
+def test_output_shapes_for_image_sizes(tiny, size):
+    with torch.no_grad():
+        out = tiny(group(2, size), aux=True)
+    assert out.co.shape == (2, 1, size, size)
+    assert [s.co.shape[-1] for s in out.stages] == [
+        size // 16,
+        size // 16,
+        size // 8,
+        size // 4,
+        size // 2,
+    ]
+    assert torch.isfinite(out.co).all()
+
+
+def test_non_square_group(tiny):
+    with torch.no_grad():
+        out = tiny(group(2, 96, width=160), aux=True)
+    assert out.co.shape == (2, 1, 96, 160)
+    assert out.stages[-1].co.shape == (2, 1, 48, 80)
+
+
+def test_paper_preset_shapes_and_parameter_counts():
+    model = DMT(DMTConfig.paper()).eval()
+    assert sum(p.numel() for p in model.parameters()) == 40_384_960
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 28_030_080
+    with torch.no_grad():
+        out = model(group(2, 64))
+    assert out.co.shape == (2, 1, 64, 64)
+
+
+# --------------------------------------------------------------------------- ablations
+def _shared_weights(model: torch.nn.Module, reference: torch.nn.Module) -> None:
+    """Copy every weight the ablated model shares with the full one (same key, same shape)."""
+    ref = reference.state_dict()
+    own = model.state_dict()
+    shared = {k: v for k, v in ref.items() if k in own and own[k].shape == v.shape}
+    missing, _ = model.load_state_dict(shared, strict=False)
+    # the only weights the full model does not have are reshaped ones (bg row of the embedding)
+    assert all(k == "decoder.token_embed.weight" for k in missing), missing
+
+
+@pytest.mark.parametrize("switch", ABLATIONS)
+def test_every_ablation_runs_and_changes_the_outputs(switch):
+    full = tiny_model().eval()
+    ablated = tiny_model(**{switch: False}).eval()
+    _shared_weights(ablated, full)
+    if switch == "use_bg_token":
+        with torch.no_grad():
+            ablated.decoder.token_embed.weight.copy_(full.decoder.token_embed.weight[:1])
+    x = group(3, 64)
+    with torch.no_grad():
+        a, b = full(x, aux=True), ablated(x, aux=True)
+    assert b.co.shape == a.co.shape and torch.isfinite(b.co).all()
+    assert (a.co - b.co).abs().max() > 1e-3, f"{switch}=False did not change the co map"
+    assert len(b.stages) == 5
+    if switch == "use_bg_token":
+        assert b.bg is None and all(s.bg is None for s in b.stages)
+        assert b.to_official_dict()["bg_pred"] is None
+
+
+def test_ablations_remove_their_modules():
+    def names(**kw):
+        return {n for n, _ in tiny_model(**kw).named_modules()}
+
+    assert not any("r2r" in n for n in names(use_r2r=False))
+    assert not any("gate" in n for n, _ in tiny_model(use_contrast=False).named_parameters())
+    assert not any("cot2t" in n for n in names(use_cot2t=False))
+    assert not any("fuse_" in n for n in names(use_tgfr=False))
+    assert not any("fuse_bg" in n for n in names(use_bg_token=False))
+    assert tiny_model(use_bg_token=False).decoder.token_embed.weight.shape[0] == 1
+
+
+# --------------------------------------------------------------------------- training set-up
+def test_only_conv5_3_of_the_encoder_trains_in_the_paper_preset():
+    model = DMT(DMTConfig.paper()).train()
+    trainable = {n for n, p in model.encoder.named_parameters() if p.requires_grad}
+    assert trainable == {"conv5_3.weight", "conv5_3.bias"}
+    out = model(group(2, 32), aux=True)
+    out.co.sum().backward()
+    for name, p in model.encoder.named_parameters():
+        assert (p.grad is not None) == name.startswith("conv5_3"), name
+    assert model.decoder.stages[0].fpn.conv[0].weight.grad is not None
+    groups = model.param_groups(1e-4)
+    assert [g["name"] for g in groups] == ["encoder", "decoder"]
+    assert groups[0]["lr"] == pytest.approx(1e-6)
+    assert sum(p.numel() for g in groups for p in g["params"]) == 28_030_080
+
+
+def test_tiny_preset_trains_the_whole_encoder_and_backward_reaches_every_weight():
+    model = tiny_model().train()
+    out = model(group(3, 64), aux=True)
+    loss = out.co.mean() + out.bg.mean() + out.group.mean()
+    for s in out.stages:
+        loss = loss + sum(
+            t.mean() for t in (s.co, s.bg, s.group, s.co_after_co_proto, s.co_after_bg_proto)
+        )
+    loss.backward()
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert no_grad == []
+
+
+# --------------------------------------------------------------------------- group semantics
+@pytest.mark.parametrize("bn", ["running", "group"])
+def test_permuting_the_group_permutes_the_outputs(bn):
+    model = tiny_model(bn_inference=bn).eval()
+    x = group(5, 64, seed=3)
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    with torch.no_grad():
+        a = model(x, aux=True)
+        b = model(x[perm], aux=True)
+    torch.testing.assert_close(b.co, a.co[perm], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(b.group, a.group[perm], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(b.stages[2].bg, a.stages[2].bg[perm], atol=1e-4, rtol=1e-4)
+
+
+def test_images_of_a_group_influence_each_other():
+    """R2R/CoT2T mix the group: changing image 1 changes the prediction for image 0."""
+    model = tiny_model().eval()
+    x = group(3, 64)
+    y = x.clone()
+    y[1] = torch.randn_like(y[1])
+    with torch.no_grad():
+        assert (model(x).co[0] - model(y).co[0]).abs().max() > 1e-4
+    solo = tiny_model(use_r2r=False, use_cot2t=False).eval()
+    with torch.no_grad():  # without both, eval-mode images are independent
+        torch.testing.assert_close(solo(x).co[0], solo(y).co[0], atol=1e-5, rtol=1e-5)
+
+
+def test_group_bn_mode_equals_train_mode_batch_norm_without_dropout():
+    model = tiny_model(drop_path=0.0, token_dropout=0.0)
+    x = group(4, 64)
+    running = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    model.eval().set_inference_bn("group")
+    with torch.no_grad():
+        grouped = model(x, aux=True)
+    for k, v in model.state_dict().items():  # running statistics untouched
+        if "running" in k:
+            assert torch.equal(v, running[k]), k
+    model.train()
+    with torch.no_grad():
+        trained = model(x, aux=True)
+    torch.testing.assert_close(grouped.co, trained.co, atol=1e-4, rtol=1e-4)
+    model.eval().set_inference_bn("running")
+    with torch.no_grad():
+        assert (model(x).co - grouped.co).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="'running' or 'group'"):
+        model.set_inference_bn("batch")
+
+
+def test_aux_false_gives_the_same_co_map(tiny):
+    x = group(3, 64)
+    with torch.no_grad():
+        a, b = tiny(x, aux=True), tiny(x)
+    assert b.bg is None and b.group is None and b.stages == []
+    torch.testing.assert_close(a.co, b.co, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(tiny.predict(x), torch.sigmoid(a.co), atol=1e-5, rtol=1e-5)
+
+
+def test_train_mode_defaults_to_side_outputs():
+    model = tiny_model().train()
+    out = model(group(2, 64))
+    assert len(out.stages) == 5 and out.bg is not None and out.group is not None
+
+
+def test_fast_eval_path_equals_plain_conv_bn_and_prototype_concatenation(monkeypatch):
+    """BN folding and the broadcast prototype term are the official math, rearranged."""
+    from torch import nn
+
+    from dmt_core.model.layers import ConvBNAct
+    from dmt_core.model.tgfr import PrototypeFusion
+
+    model = tiny_model().eval()
+    with torch.no_grad():  # non-trivial BN statistics and affine parameters
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    x = group(2, 64)
+    with torch.no_grad():
+        fast = model(x, aux=True)
+
+    def concat_fusion(self, features, proto):  # the official: conv over [D; p tiled]
+        tiled = proto[:, :, None, None].expand_as(features)
+        return self.block[2](self.block[1](self.block[0](torch.cat([features, tiled], dim=1))))
+
+    monkeypatch.setattr(ConvBNAct, "forward", nn.Sequential.forward)
+    monkeypatch.setattr(PrototypeFusion, "forward", concat_fusion)
+    with torch.no_grad():
+        plain = model(x, aux=True)
+    torch.testing.assert_close(fast.co, plain.co, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        fast.stages[4].co_after_bg_proto, plain.stages[4].co_after_bg_proto, atol=1e-4, rtol=1e-4
+    )
+
+
+def test_autocast_bfloat16_forward_and_backward():
+    model = tiny_model().train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(group(2, 64), aux=True)
+        loss = out.co.float().mean() + out.stages[0].co.float().mean()
+    loss.backward()
+    assert torch.isfinite(out.co.float()).all()
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        co = model(group(2, 64)).co
+    assert co.shape == (2, 1, 64, 64) and torch.isfinite(co.float()).all()
+
+
+def test_capture_attention_keeps_maps(tiny):
+    tiny.capture_attention(True)
+    try:
+        with torch.no_grad():
+            tiny(group(3, 64))
+        ctp2t = tiny.decoder.stages[0].tokens.ctp2t.cross_attn
+        assert ctp2t.last_attention.shape == (3, 4, 2, 16)  # (N, heads, tokens, h6*w6)
+        assert ctp2t.last_gate.shape == (3, 2, 64)
+        r2r = tiny.r2r.attention.last_attention
+        assert r2r.shape == (1, 4, 3 * 16, 3 * 46)  # (1, heads, N*h*w, N*46 regions)
+        gather = tiny.decoder.stages[0].tokens.cot2t.gather.last_attention
+        assert gather.shape == (1, 1, 3)
+    finally:
+        tiny.capture_attention(False)
+    assert tiny.r2r.attention.last_attention is None
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "x, message",
+    [
+        (torch.randn(3, 64, 64), "4-D"),
+        (torch.randn(1, 2, 3, 64, 64), "4-D"),
+        (torch.randn(2, 1, 64, 64), "3 \\(RGB\\) channels"),
+        (torch.randn(2, 4, 64, 64), "3 \\(RGB\\) channels"),
+        (torch.randn(2, 3, 64, 72), "multiples of 16"),
+        (torch.randn(2, 3, 50, 64), "multiples of 16"),
+        (torch.randn(0, 3, 64, 64), "empty group"),
+        (torch.zeros(2, 3, 64, 64, dtype=torch.uint8), "float"),
+        ([[1.0]], "torch.Tensor"),
+    ],
+)
+def test_wrong_input_raises_a_clear_value_error(tiny, x, message):
+    with pytest.raises(ValueError, match=message):
+        tiny(x)
+
+
+# --------------------------------------------------------------------------- official hazards
+def test_minmax_mask_guards_constant_maps():
+    const = torch.full((2, 1, 8, 8), 40.0)  # sigmoid saturates to exactly 1.0
+    mask = minmax_mask(const)
+    assert torch.isfinite(mask).all() and torch.equal(mask, torch.ones_like(mask))
+    x = torch.randn(2, 1, 8, 8)
+    m = minmax_mask(x)
+    p = torch.sigmoid(x).flatten(1)
+    ref = (p - p.min(1, keepdim=True).values) / (
+        p.max(1, keepdim=True).values - p.min(1, keepdim=True).values
+    )
+    torch.testing.assert_close(m.flatten(1), ref)
+    feats = torch.randn(2, 4, 8, 8)
+    torch.testing.assert_close(
+        weighted_gap(feats, mask), feats.mean(dim=(2, 3)), atol=1e-5, rtol=1e-5
+    )
+
+
+def test_tgfr_survives_constant_token_maps():
+    tgfr = TGFR(16).eval()
+    tokens = torch.zeros(2, 2, 16)
+    feats = torch.full((2, 16, 8, 8), 50.0)  # every map constant
+    with torch.no_grad():
+        maps, refined = tgfr(tokens, torch.zeros(1, 16), feats)
+    assert torch.isfinite(refined).all() and torch.isfinite(maps.co_after_bg_proto).all()
+
+
+def test_dropout_rates_are_floats_and_follow_the_official_ramp():
+    cfg = DMTConfig.paper()
+    assert cfg.stage_dropouts() == pytest.approx(
+        {1: 0.0, 2: 0.1, 3: 0.075, 4: 0.05, 5: 0.025, 6: 0.0}
+    )
+    model = DMT(cfg)
+    rates = {}
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.Dropout):
+            assert type(m.p) is float, name
+        if isinstance(m, torch.nn.MultiheadAttention):
+            assert type(m.dropout) is float, name
+            rates[name] = m.dropout
+    assert rates["decoder.stages.4.tokens.ctp2t.self_attn"] == pytest.approx(0.1)  # stage 2
+    assert rates["decoder.stages.0.tokens.ctp2t.self_attn"] == 0.0  # stage 6
+
+
+def test_memory_layernorm_is_initialised_as_intended():
+    norm = DMT(DMTConfig.tiny()).decoder.memory_norm
+    assert torch.equal(norm.weight, torch.ones_like(norm.weight))
+    assert torch.equal(norm.bias, torch.zeros_like(norm.bias))
+
+
+def test_daspp_branch_width_follows_the_official_rule():
+    assert DMTConfig.paper().daspp_branch_dim == 192
+    assert DMTConfig.tiny().daspp_branch_dim == 64
+    fuse = DMT(DMTConfig.paper()).daspp.fuse[0]
+    assert fuse.in_channels == 1600 and math.prod(fuse.weight.shape) == 512 * 1600
