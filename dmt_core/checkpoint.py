@@ -57,3 +57,30 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
 def model_checkpoint(model: torch.nn.Module, config: DMTConfig, **extra: Any) -> dict[str, Any]:
     """The minimal project checkpoint: ``{"model": state_dict, "config": dict, ...}``."""
     return {"format": "dmt_core", "model": model.state_dict(), "config": config.to_dict(), **extra}
+
+
+def load_model(
+    checkpoint: str | os.PathLike | dict[str, Any], map_location: Any = "cpu"
+) -> tuple[torch.nn.Module, DMTConfig]:
+    """A DMT model (eval mode) and its config from a project checkpoint.
+
+    Accepts the files ``dmt train`` writes (``final.pt``, ``last.pt``) and those of
+    ``dmt convert-official``: a dict with ``model`` (state dict) and ``config`` (dict).
+    """
+    from .model import DMT
+
+    source = "checkpoint" if isinstance(checkpoint, dict) else str(checkpoint)
+    ck = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, map_location)
+    if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
+        keys = sorted(ck)[:8] if isinstance(ck, dict) else type(ck).__name__
+        raise ValueError(
+            f"{source}: not a dmt_core checkpoint (expected a dict with 'model' and 'config', "
+            f"got {keys}); convert official weights with 'dmt convert-official IN OUT' first"
+        )
+    config = DMTConfig.from_dict(ck["config"])
+    model = DMT(config)
+    try:
+        model.load_state_dict(ck["model"], strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{source}: weights do not fit its config ({e})") from e
+    return model.to(map_location).eval(), config
