@@ -239,3 +239,19 @@ def test_generation_speed():
         n += len(gen.group(i).images)
     rate = n / (time.perf_counter() - t0)
     assert rate > 200, f"{rate:.0f} images/s"
+
+
+def test_labels_match_objects_and_mask():
+    gen = Generator(PRESETS["hard"], 2)
+    for im in gen.group(0).images:
+        counts = np.bincount(im.labels.ravel(), minlength=len(im.objects) + 1)
+        assert [o["visible"] for o in im.objects] == counts[1:].tolist()
+        tids = [k + 1 for k, o in enumerate(im.objects) if o["role"] == "target"]
+        assert np.array_equal(np.isin(im.labels, tids), im.mask)
+
+
+def test_readme_figure(tmp_path):
+    from dmt_core.data.figure import main as figure_main
+
+    assert figure_main([str(tmp_path / "f.png"), "--preset", "hard", "--index", "1"]) == 0
+    assert Image.open(tmp_path / "f.png").size[0] > 500

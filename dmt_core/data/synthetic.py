@@ -274,11 +274,19 @@ def preset_config(preset: str, **overrides: Any) -> SynthConfig:
 
 @dataclass
 class SynthImage:
-    """One rendered image: ``image`` (H, W, 3) uint8 RGB, ``mask`` (H, W) bool, objects."""
+    """One rendered image.
+
+    Attributes:
+        image: (H, W, 3) uint8 RGB.
+        mask: (H, W) bool, the visible target pixels.
+        objects: per object: category, role, box, area, visible, depth.
+        labels: (H, W) uint8, ``k + 1`` where object ``objects[k]`` is visible, 0 elsewhere.
+    """
 
     image: np.ndarray
     mask: np.ndarray
     objects: list[dict[str, Any]]
+    labels: np.ndarray | None = None
 
 
 @dataclass
@@ -518,7 +526,9 @@ class Generator:
                     "category": cid, "role": role, "box": box, "area": area,
                     "visible": int(visible[z + 1]), "depth": z,
                 }  # fmt: skip
-            return SynthImage(img, mask, objs)  # type: ignore[arg-type]
+            relabel = np.zeros(n + 1, np.uint8)
+            relabel[1:] = order + 1  # depth z + 1 -> object index + 1
+            return SynthImage(img, mask, objs, relabel[owner])  # type: ignore[arg-type]
         raise RuntimeError(
             f"could not place {n} objects in a {s}px image; lower object_scale or distractors"
         )
