@@ -29,6 +29,15 @@ def test_every_layout(tmp_path, layout):
         assert (red != mask).mean() < 0.05  # the mask belongs to this image (JPEG edges aside)
 
 
+def test_hidden_and_system_entries_are_ignored(tmp_path):
+    root = make_dataset(tmp_path, "plain", {"a": 2})
+    (root / "__MACOSX").mkdir()
+    (root / ".cache").mkdir()
+    (root / "a" / ".DS_Store").write_text("x")
+    (root / "a" / "Thumbs.db").write_text("x")
+    assert [g.name for g in GroupDataset(root)] == ["a"] and check_dataset(root).ok
+
+
 def test_case_insensitive_folder_names(tmp_path):
     root = make_dataset(tmp_path, "image_gt", {"a": 2})
     (root / "Image").rename(root / "image")

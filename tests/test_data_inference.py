@@ -43,6 +43,7 @@ def test_inference_dataset_chunks_and_sizes(tmp_path):
     stems = sorted(f"big_{k}" for k in range(27))
     assert first["stems"] == stems[:25] and last["stems"] == stems[2:]  # sorted file order
     assert small["sizes"] == [(30, 40), (30, 40)]
+    assert [p.stem for p in small["mask_paths"]] == small["stems"]
     assert torch.isfinite(first["images"]).all() and first["images"].min() < 0  # normalised
     assert len(InferenceGroups(root, input_size=32, groups=["small"])) == 1
     with pytest.raises(ValueError, match="no group"):
@@ -57,7 +58,7 @@ def test_plain_folder_with_exif_photo(tmp_path):
     img.save(tmp_path / "mine" / "g" / "photo.jpg", exif=exif)
     Image.new("RGB", (20, 20)).save(tmp_path / "mine" / "g" / "b.png")
     item = InferenceGroups(tmp_path / "mine", input_size=16)[0]
-    assert item["stems"] == ["b", "photo"]
+    assert item["stems"] == ["b", "photo"] and item["mask_paths"] is None
     assert item["sizes"] == [(20, 20), (40, 30)]  # the photo as displayed (EXIF applied)
 
 

@@ -28,9 +28,11 @@ def _red(images: torch.Tensor) -> torch.Tensor:
     return (x[:, 0] > 0.7) & (x[:, 1] < 0.35)
 
 
-def test_sizes_follow_the_preset():
+def test_sizes_follow_the_preset(two_sets):
     assert train_sizes(256) == (288, 256)
     assert train_sizes(DMTConfig.tiny().input_size) == (144, 128)
+    ds = TrainGroups.for_config(DMTConfig.tiny(), two_sets, max_num=2)
+    assert ds[0]["images"].shape == (2, 3, 128, 128)
 
 
 def test_item_shapes_and_max_num(two_sets):

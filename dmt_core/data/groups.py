@@ -30,8 +30,8 @@ LAYOUTS = ("image_gt", "img_gt", "gconet", "plain")
 
 #: (image folder, mask folder) names of the two-folder layouts
 _PAIR_DIRS = {"image_gt": ("image", "groundtruth"), "img_gt": ("img", "gt")}
-#: files that are never images and never worth a complaint
-_IGNORED_FILES = {"thumbs.db", "desktop.ini"}
+#: files and folders that are never data and never worth a complaint
+_IGNORED_FILES = {"thumbs.db", "desktop.ini", "__macosx"}
 
 
 @dataclass(frozen=True)

@@ -59,8 +59,9 @@ class InferenceGroups(Dataset):
         groups: restrict to these group names.
 
     Items: dict with ``images`` (n, 3, S, S) normalised float, ``sizes`` (list of the
-    original ``(height, width)``), ``stems``, ``paths`` (image files), ``indices`` (in the
-    group), ``group`` (name), ``chunk`` (its number) and ``num_chunks``.
+    original ``(height, width)``; with masks, the masks' size), ``stems``, ``paths`` (image
+    files), ``mask_paths`` (or None without masks), ``indices`` (in the group), ``group``
+    (name), ``chunk`` (its number) and ``num_chunks``.
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class InferenceGroups(Dataset):
             "sizes": sizes,
             "stems": [group.images[i].stem for i in idx],
             "paths": [group.images[i] for i in idx],
+            "mask_paths": [group.masks[i] for i in idx] if group.masks is not None else None,
             "indices": list(idx),
             "group": group.name,
             "chunk": k,

@@ -140,6 +140,13 @@ class TrainGroups(Dataset):
         self.seed = int(seed)
         self._calls = 0
 
+    @classmethod
+    def for_config(
+        cls, config: Any, roots: Sequence[str | Path | GroupDataset], **kwargs: Any
+    ) -> TrainGroups:
+        """Training groups at ``config.input_size`` (a :class:`dmt_core.DMTConfig`)."""
+        return cls(roots, input_size=int(config.input_size), **kwargs)
+
     def __len__(self) -> int:
         return len(self.items)
 
