@@ -1,0 +1,366 @@
+"""``dmt predict``: co-saliency maps for every image of a dataset, at its original size.
+
+    summary = predict_folder("final.pt", "data/CoCA", "pred/CoCA")
+    # -> pred/CoCA/<group>/<stem>.png, one 8-bit PNG per image, the image's own size
+
+Each group is predicted in chunks of at most ``max_num`` (25) images, as DMT's test
+script does: boundaries 0, 25, 50, ... with the last chunk back-filled from earlier
+images so that it also holds 25 (:func:`dmt_core.data.chunk_indices`). An image that
+appears in two chunks takes the prediction of the later one (the official script
+overwrites the earlier file); here every PNG is written exactly once, through a
+temporary name and a rename, so an interrupted run never leaves a truncated PNG under
+a final name.
+
+Images are resized directly to ``input_size`` (bilinear, no crop) and normalised; the
+probabilities ``sigmoid(co)`` (n, 1, S, S) are resized back to each image's
+``(height, width)`` (bilinear) and rounded to 0..255.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from .checkpoint import load_model
+from .config import DMTConfig
+from .data.groups import GroupDataset
+from .data.inference import InferenceGroups, chunk_indices, resize_to_original, to_uint8
+
+#: shipped pretrained models: name -> checkpoint file (none shipped yet)
+PRETRAINED: dict[str, Path] = {}
+
+DEVICES = ("auto", "cpu", "cuda")
+BN_MODES = ("running", "group")
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
+    """The checkpoint file for ``--checkpoint``: a shipped model's name or a file path.
+
+    Raises:
+        FileNotFoundError: neither a known model name nor an existing file.
+    """
+    key = str(name_or_path)
+    if key in PRETRAINED:
+        return PRETRAINED[key]
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    known = f"; shipped models: {sorted(PRETRAINED)}" if PRETRAINED else ""
+    raise FileNotFoundError(f"checkpoint {key!r}: no such file{known}")
+
+
+def select_device(device: str = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
+    if device not in DEVICES:
+        raise ValueError(f"--device must be one of {DEVICES}, got {device!r}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return torch.device(device)
+
+
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """Autocast dtype: bfloat16 on CPU and on GPUs that support it, else float16."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+@dataclass
+class PredictSummary:
+    """What :func:`predict_folder` did.
+
+    Attributes:
+        images: PNG files written (one per image).
+        groups: groups predicted.
+        chunks: forward passes (one per chunk).
+        forwarded: images through the model (``>= images``: back-filled chunks repeat some).
+        seconds: wall time of the whole run (decoding, model, resizing, writing).
+        model_seconds: time spent in the forward passes alone.
+        images_per_s: ``images / seconds`` (end to end).
+        out_dir: the prediction folder.
+        device, dtype, bn, input_size: how the model ran.
+    """
+
+    images: int
+    groups: int
+    chunks: int
+    forwarded: int
+    seconds: float
+    model_seconds: float
+    images_per_s: float
+    out_dir: str
+    device: str
+    dtype: str
+    bn: str
+    input_size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return (
+            f"wrote {self.images} predictions ({self.groups} groups) to {self.out_dir} in "
+            f"{self.seconds:.1f} s ({self.images_per_s:.1f} images/s; model "
+            f"{self.forwarded / max(self.model_seconds, 1e-9):.1f} images/s) "
+            f"[{self.device}, {self.dtype}, BN {self.bn}, {self.input_size} px]"
+        )
+
+
+def write_png(array: np.ndarray, path: Path, compress_level: int = 1) -> None:
+    """Save a (h, w) uint8 array as a grayscale PNG via a temporary file and a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(array, mode="L").save(f, format="PNG", compress_level=compress_level)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _last_owner(n: int, max_num: int) -> list[int]:
+    """For each index of a group of ``n``, the last chunk that holds it (its writer)."""
+    owner = [0] * n
+    for k, chunk in enumerate(chunk_indices(n, max_num)):
+        for i in chunk:
+            owner[i] = k
+    return owner
+
+
+def _identity(item: dict[str, Any]) -> dict[str, Any]:
+    return item
+
+
+def _check_input_size(input_size: int) -> int:
+    if int(input_size) <= 0 or int(input_size) % 16:
+        raise ValueError(f"--input-size must be a positive multiple of 16, got {input_size}")
+    return int(input_size)
+
+
+def load_predictor(checkpoint: str | os.PathLike) -> tuple[torch.nn.Module, DMTConfig]:
+    """A model in eval mode and its config from a shipped model name or a checkpoint file.
+
+    Accepts the project's checkpoints (``dmt train``) and converted official weights
+    (``dmt convert-official``); both are dicts with ``model`` and ``config``.
+    """
+    return load_model(resolve_checkpoint(checkpoint))
+
+
+def predict_folder(
+    model: torch.nn.Module | str | os.PathLike,
+    data: str | os.PathLike | GroupDataset,
+    out: str | os.PathLike,
+    *,
+    input_size: int | None = None,
+    device: str = "auto",
+    amp: bool = False,
+    bn: str | None = None,
+    max_num: int = 25,
+    groups: Sequence[str] | None = None,
+    workers: int = 0,
+    progress: bool = True,
+) -> PredictSummary:
+    """Predict every image of ``data`` and write ``out/<group>/<stem>.png``.
+
+    Args:
+        model: a ``DMT`` module, or a checkpoint path / shipped model name.
+        data: a dataset folder in any layout of :mod:`dmt_core.data.groups` (masks are
+            not needed) or a :class:`GroupDataset`.
+        out: prediction folder (created; existing files of the same names are replaced).
+        input_size: side the images are resized to (default: ``model.config.input_size``).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        amp: run the forward under autocast (bfloat16 where supported, else float16).
+        bn: inference BatchNorm mode, ``"running"`` or ``"group"`` (default: the config's).
+        max_num: chunk size (DMT: 25).
+        groups: restrict to these group names.
+        workers: DataLoader worker processes decoding images (0: in this process).
+        progress: show a tqdm progress bar over images.
+
+    The model's training flag, BN mode and device are restored afterwards.
+
+    Returns:
+        A :class:`PredictSummary` (images, groups, seconds, images/s, ...).
+    """
+    t_start = time.perf_counter()
+    if not isinstance(model, torch.nn.Module):
+        model, _ = load_predictor(model)
+    cfg: DMTConfig = model.config  # type: ignore[assignment]
+    size = _check_input_size(input_size if input_size is not None else cfg.input_size)
+    if bn is not None and bn not in BN_MODES:
+        raise ValueError(f"--bn must be one of {BN_MODES}, got {bn!r}")
+    if int(max_num) < 1:
+        raise ValueError(f"max_num must be >= 1, got {max_num}")
+    dev = select_device(device)
+    dtype = amp_dtype(dev) if amp else torch.float32
+
+    chunks = InferenceGroups(data, input_size=size, max_num=max_num, groups=groups)
+    ds = chunks.dataset
+    selected = {g.name for g, _, _, _ in chunks.items}
+    total = sum(len(g) for g in ds if g.name in selected)
+    owners = {g.name: _last_owner(len(g), max_num) for g in ds if g.name in selected}
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    was_training = model.training
+    old_bn = cfg.bn_inference
+    old_device = next(model.parameters()).device
+    model.eval().to(dev)
+    if bn is not None:
+        model.set_inference_bn(bn)  # type: ignore[operator]
+    loader = DataLoader(
+        chunks, batch_size=None, shuffle=False, num_workers=int(workers), collate_fn=_identity
+    )
+    bar = _progress(total, progress)
+    written = forwarded = n_chunks = 0
+    model_seconds = 0.0
+    pending: list[Future] = []
+    autocast = torch.autocast(dev.type, dtype=dtype) if amp else contextlib.nullcontext()
+    try:
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            for item in loader:
+                name = item["group"]
+                keep = [
+                    j for j, i in enumerate(item["indices"]) if owners[name][i] == item["chunk"]
+                ]
+                images = item["images"].to(dev, non_blocking=True)
+                t0 = time.perf_counter()
+                with torch.inference_mode(), autocast:
+                    logits = model(images, aux=False).co
+                probs = torch.sigmoid(logits[keep].float()).cpu()
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                model_seconds += time.perf_counter() - t0
+                forwarded += images.shape[0]
+                n_chunks += 1
+                gdir = out_dir / name
+                gdir.mkdir(parents=True, exist_ok=True)
+                sizes = [item["sizes"][j] for j in keep]
+                stems = [item["stems"][j] for j in keep]
+                # resizing and PNG encoding overlap with the next forward pass
+                _drain(pending, limit=2)
+                pending.append(writer.submit(_write_chunk, probs, sizes, stems, gdir))
+                written += len(keep)
+                if bar is not None:
+                    bar.set_postfix_str(name, refresh=False)
+                    bar.update(len(keep))
+            _drain(pending, limit=0)
+    finally:
+        if bar is not None:
+            bar.close()
+        model.set_inference_bn(old_bn)  # type: ignore[operator]
+        model.to(old_device).train(was_training)
+    if written != total:  # every image of every selected group must have been written
+        raise RuntimeError(f"internal error: wrote {written} predictions for {total} images")
+    seconds = time.perf_counter() - t_start
+    return PredictSummary(
+        images=written,
+        groups=len(selected),
+        chunks=n_chunks,
+        forwarded=forwarded,
+        seconds=seconds,
+        model_seconds=model_seconds,
+        images_per_s=written / seconds if seconds > 0 else float("inf"),
+        out_dir=str(out_dir),
+        device=str(dev),
+        dtype=str(dtype).replace("torch.", ""),
+        bn=bn or old_bn,
+        input_size=size,
+    )
+
+
+def _write_chunk(
+    probs: torch.Tensor, sizes: list[tuple[int, int]], stems: list[str], gdir: Path
+) -> None:
+    """Resize probabilities (n, 1, S, S) to the original sizes and write one PNG each."""
+    for prob, stem in zip(resize_to_original(probs, sizes), stems, strict=True):
+        write_png(to_uint8(prob), gdir / f"{stem}.png")
+
+
+def _drain(pending: list[Future], limit: int) -> None:
+    """Wait until at most ``limit`` writes are pending (re-raising their errors)."""
+    while len(pending) > limit:
+        pending.pop(0).result()
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="img", desc="predict", dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, cfg = load_predictor(args.checkpoint)
+    summary = predict_folder(
+        model,
+        args.data,
+        args.out,
+        input_size=args.input_size,
+        device=args.device,
+        amp=args.amp,
+        bn=args.bn,
+        max_num=args.max_num,
+        groups=args.groups,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    print(summary)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``predict`` to the ``dmt`` command."""
+    p = subparsers.add_parser(
+        "predict",
+        help="write a co-saliency map PNG per image (PRED_DIR/<group>/<stem>.png, original size)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="checkpoint file (dmt train / dmt convert-official)"
+        + (f" or a shipped model: {', '.join(sorted(PRETRAINED))}" if PRETRAINED else ""),
+    )
+    p.add_argument(
+        "--data", type=Path, required=True, help="dataset folder, any layout (masks optional)"
+    )
+    p.add_argument("--out", type=Path, required=True, help="prediction folder to write")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument(
+        "--amp", action="store_true", help="autocast: bfloat16 (CPU, recent GPUs) or float16"
+    )
+    p.add_argument(
+        "--bn",
+        choices=BN_MODES,
+        default=None,
+        help="inference BatchNorm: running statistics or the group's own (default: checkpoint's)",
+    )
+    p.add_argument(
+        "--input-size", type=int, default=None, help="image side (default: the checkpoint's)"
+    )
+    p.add_argument("--max-num", type=int, default=25, help="images per forward pass (default 25)")
+    p.add_argument("--groups", nargs="+", default=None, help="only these groups")
+    p.add_argument("--workers", type=int, default=0, help="image decoding processes (default 0)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: all)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_predict)
