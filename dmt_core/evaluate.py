@@ -1,0 +1,562 @@
+"""``dmt evaluate``: the standard co-saliency metrics of a prediction folder, via pysodmetrics.
+
+    result = evaluate_folder("pred/CoCA", "data/CoCA")    # the JSON structure, a dict
+    result["overall"]["Sm"], result["groups"]["apple"]["MAE"]
+    fig = plot_curves([evaluate("pred/CoCA", "data/CoCA", label="DMT")])
+
+Metrics (DMT_SPEC E.1, the community protocol): S-measure (alpha 0.5), E-measure
+(max / mean over the 256 thresholds of the dataset-mean curve, adaptive at
+``min(2 * mean, 1)``), F-measure with beta^2 = 0.3 (max / mean / adaptive), weighted F
+(beta 1) and MAE, all computed by ``py_sod_metrics`` on each (prediction, mask) pair and
+**averaged over all images of the dataset**, not over groups. Predictions are read as
+8-bit grayscale (min-max normalised by pysodmetrics), masks are decoded by
+:func:`dmt_core.data.load_mask` (foreground = gray >= 128, as DMT's ``gt / 255 > 0.5``)
+and passed to pysodmetrics as 0/255.
+
+Per group, one set of pysodmetrics accumulators sees that group's images. Every
+pysodmetrics result is a mean over images (the curves per threshold), so the dataset
+numbers are the image-count-weighted means of the group results, and max / mean of
+the curves are taken after that averaging: exactly what a single accumulator over the
+whole dataset gives (up to float rounding).
+
+Every mask needs ``PRED_DIR/<group>/<stem>.png`` (another image extension with the same
+stem is accepted) of the mask's size; a missing or mis-sized prediction is an error
+that lists the files. Prediction files without a mask are counted and reported, not used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import py_sod_metrics as sod
+from PIL import Image
+
+from .data.groups import Group, GroupDataset
+from .data.io import is_image_file, load_mask
+
+#: the metric names, in table order
+METRIC_KEYS = ("Sm", "maxEm", "meanEm", "adpEm", "maxFm", "meanFm", "adpFm", "wFm", "MAE")
+#: how many problem files an error message lists
+SHOW_PROBLEMS = 5
+
+
+@dataclass
+class Curves:
+    """Dataset-mean curves over the 256 binarisation thresholds ``t`` (pred >= t).
+
+    All arrays are (256,) and indexed by the threshold 0..255 (ascending).
+    """
+
+    precision: np.ndarray
+    recall: np.ndarray
+    fmeasure: np.ndarray
+    emeasure: np.ndarray
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        return np.arange(256)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {
+            "thresholds": self.thresholds.tolist(),
+            **{k: getattr(self, k).astype(float).tolist() for k in _CURVE_KEYS},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Sequence[float]]) -> Curves:
+        return cls(**{k: np.asarray(d[k], dtype=np.float64) for k in _CURVE_KEYS})
+
+
+_CURVE_KEYS = ("precision", "recall", "fmeasure", "emeasure")
+
+
+@dataclass
+class Evaluation:
+    """The metrics of one prediction folder against one dataset.
+
+    Attributes:
+        label: a name for tables and plots (default: the prediction folder's name).
+        overall: ``METRIC_KEYS`` -> value, averaged over all images.
+        groups: group name -> ``METRIC_KEYS`` -> value (its images only), plus ``images``.
+        images: number of evaluated images.
+        curves: the dataset-mean PR / F / E curves.
+        unused_predictions: prediction files with no mask (not evaluated).
+    """
+
+    label: str
+    pred_dir: str
+    data: str
+    overall: dict[str, float]
+    groups: dict[str, dict[str, float]]
+    images: int
+    curves: Curves
+    seconds: float = 0.0
+    unused_predictions: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self, curves: bool = True) -> dict[str, Any]:
+        """The JSON structure: ``overall``, ``groups`` (+ counts), optionally ``curves``."""
+        out: dict[str, Any] = {
+            "label": self.label,
+            "pred": self.pred_dir,
+            "data": self.data,
+            "images": self.images,
+            "num_groups": len(self.groups),
+            "overall": dict(self.overall),
+            "groups": {k: dict(v) for k, v in self.groups.items()},
+            "unused_predictions": self.unused_predictions,
+            "seconds": self.seconds,
+            "metrics": {
+                "library": f"pysodmetrics {_sod_version()}",
+                "averaging": "over all images",
+                "F beta^2": 0.3,
+                "thresholds": 256,
+            },
+        }
+        if curves:
+            out["curves"] = self.curves.to_dict()
+        return out
+
+
+def _sod_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("pysodmetrics")
+    except Exception:  # noqa: BLE001 - only informative
+        return "unknown"
+
+
+# ---------------------------------------------------------------- pairing files
+
+
+def _prediction_files(gdir: Path) -> dict[str, Path]:
+    """Image files of a prediction group folder by stem (``.png`` wins over others)."""
+    out: dict[str, Path] = {}
+    if not gdir.is_dir():
+        return out
+    for p in sorted(gdir.iterdir(), key=lambda q: (q.suffix.lower() != ".png", q.name)):
+        if p.is_file() and is_image_file(p) and not p.name.startswith("."):
+            out.setdefault(p.stem, p)
+    return out
+
+
+def _size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` from the file header; unreadable files raise naming the file."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception as e:  # noqa: BLE001 - re-raised with the file name
+        raise ValueError(f"{path}: unreadable image ({e})") from e
+
+
+def pair_files(
+    pred_dir: str | os.PathLike, dataset: GroupDataset
+) -> tuple[list[tuple[Group, list[Path]]], int]:
+    """The prediction file of every mask, checked for presence and size.
+
+    Returns:
+        ``([(group, prediction paths in the group's order)], unused)`` where ``unused``
+        counts prediction files that no mask asks for.
+
+    Raises:
+        FileNotFoundError: ``pred_dir`` is not a folder.
+        ValueError: predictions are missing or differ in size from their masks; the
+            message gives the counts and the first few files of each kind.
+    """
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise FileNotFoundError(f"prediction folder {pred_dir} does not exist")
+    missing: list[str] = []
+    missized: list[str] = []
+    pairs: list[tuple[Group, list[Path]]] = []
+    used = 0
+    available = 0
+    for g in dataset:
+        assert g.masks is not None
+        files = _prediction_files(pred_dir / g.name)
+        available += len(files)
+        preds: list[Path] = []
+        for stem, mask in zip(g.stems, g.masks, strict=True):
+            p = files.get(stem)
+            if p is None:
+                missing.append(str(pred_dir / g.name / f"{stem}.png"))
+                continue
+            used += 1
+            ps, ms = _size(p), _size(mask)
+            if ps != ms:
+                missized.append(f"{p} is {ps[0]}x{ps[1]}, its mask {mask} is {ms[0]}x{ms[1]}")
+            preds.append(p)
+        pairs.append((g, preds))
+    if missing or missized:
+        parts = []
+        if missing:
+            parts.append(
+                f"{len(missing)} of {dataset.num_images} predictions missing, e.g.:\n  "
+                + "\n  ".join(missing[:SHOW_PROBLEMS])
+                + _layout_hint(pred_dir, dataset, used)
+            )
+        if missized:
+            parts.append(
+                f"{len(missized)} predictions differ in size from their masks "
+                "(width x height), e.g.:\n  " + "\n  ".join(missized[:SHOW_PROBLEMS])
+            )
+        raise ValueError(f"{pred_dir}: " + "\n".join(parts))
+    unused = sum(
+        1
+        for gdir in pred_dir.iterdir()
+        if gdir.is_dir()
+        for p in gdir.iterdir()
+        if p.is_file() and is_image_file(p) and not p.name.startswith(".")
+    )
+    return pairs, unused - used
+
+
+def _layout_hint(pred_dir: Path, dataset: GroupDataset, used: int) -> str:
+    """A hint when no prediction matched at all (wrong folder level, typically)."""
+    if used:
+        return ""
+    names = {g.name for g in dataset}
+    subdirs = [p for p in pred_dir.iterdir() if p.is_dir()]
+    for sub in subdirs:
+        if any((sub / n).is_dir() for n in names):
+            return f"\n  (the group folders are in {sub}: pass that folder as the predictions)"
+    return (
+        f"\n  (no prediction matched; expected {pred_dir}/<group>/<stem>.png for the groups "
+        f"of {dataset.root}, e.g. {sorted(names)[:3]})"
+    )
+
+
+def read_prediction(path: Path) -> np.ndarray:
+    """A prediction as a (h, w) uint8 array (colour and 16-bit files are converted)."""
+    arr = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+    if arr is None:
+        raise ValueError(f"{path}: unreadable prediction image")
+    return arr
+
+
+# ---------------------------------------------------------------- metrics
+
+
+class _Accumulator:
+    """The pysodmetrics objects of one group and their per-image means."""
+
+    def __init__(self) -> None:
+        with warnings.catch_warnings():  # Fmeasure is the classic (DMT) F; V2 is a superset
+            warnings.simplefilter("ignore")
+            self.fm = sod.Fmeasure()
+        self.em = sod.Emeasure()
+        self.sm = sod.Smeasure()
+        self.wfm = sod.WeightedFmeasure()
+        self.mae = sod.MAE()
+        self.n = 0
+
+    def step(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """pred (h, w) uint8 0..255; gt (h, w) uint8 0/255."""
+        for m in (self.fm, self.em, self.sm, self.wfm, self.mae):
+            m.step(pred=pred, gt=gt)
+        self.n += 1
+
+    def raw(self) -> dict[str, Any]:
+        """Per-image means: scalars and (256,) curves indexed by threshold 0..255."""
+        fm, em = self.fm.get_results(), self.em.get_results()["em"]
+        return {
+            "Sm": float(self.sm.get_results()["sm"]),
+            "wFm": float(self.wfm.get_results()["wfm"]),
+            "MAE": float(self.mae.get_results()["mae"]),
+            "adpEm": float(em["adp"]),
+            "adpFm": float(fm["fm"]["adp"]),
+            # pysodmetrics orders the curves by threshold 255..0: flip to 0..255
+            "emeasure": np.asarray(em["curve"], np.float64)[::-1],
+            "fmeasure": np.asarray(fm["fm"]["curve"], np.float64)[::-1],
+            "precision": np.asarray(fm["pr"]["p"], np.float64)[::-1],
+            "recall": np.asarray(fm["pr"]["r"], np.float64)[::-1],
+        }
+
+
+def _summarise(raw: Mapping[str, Any]) -> dict[str, float]:
+    """The :data:`METRIC_KEYS` from per-image means (max / mean of the mean curves)."""
+    em, fm = raw["emeasure"], raw["fmeasure"]
+    return {
+        "Sm": float(raw["Sm"]),
+        "maxEm": float(np.max(em)),
+        "meanEm": float(np.mean(em)),
+        "adpEm": float(raw["adpEm"]),
+        "maxFm": float(np.max(fm)),
+        "meanFm": float(np.mean(fm)),
+        "adpFm": float(raw["adpFm"]),
+        "wFm": float(raw["wFm"]),
+        "MAE": float(raw["MAE"]),
+    }
+
+
+def _weighted_mean(raws: Sequence[Mapping[str, Any]], counts: Sequence[int]) -> dict[str, Any]:
+    """Image-count-weighted mean of group results (scalars and curves alike)."""
+    w = np.asarray(counts, np.float64) / float(sum(counts))
+    return {
+        k: sum(wi * np.asarray(r[k], np.float64) for wi, r in zip(w, raws, strict=True))
+        for k in raws[0]
+    }
+
+
+def _as_dataset(data: str | os.PathLike | GroupDataset, subset: str | None) -> GroupDataset:
+    if isinstance(data, GroupDataset):
+        if not data.has_masks:
+            raise ValueError(f"{data.root}: evaluation needs masks, this dataset has none")
+        return data
+    return GroupDataset(Path(data), subset=subset, require_masks=True)
+
+
+def evaluate(
+    pred_dir: str | os.PathLike,
+    data: str | os.PathLike | GroupDataset,
+    *,
+    label: str | None = None,
+    subset: str | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Evaluate ``pred_dir/<group>/<stem>.png`` against the masks of ``data``.
+
+    Args:
+        pred_dir: prediction folder (one subfolder per group, as ``dmt predict`` writes).
+        data: dataset folder with masks (any layout) or a :class:`GroupDataset`.
+        label: name in tables and plots (default: the prediction folder's name).
+        subset: set name for an ``images/<Set>/ + gts/<Set>/`` root holding several sets.
+        progress: tqdm progress bar over images.
+
+    Raises:
+        ValueError: missing / mis-sized / unreadable predictions (named), or no masks.
+    """
+    t0 = time.perf_counter()
+    dataset = _as_dataset(data, subset)
+    pairs, unused = pair_files(pred_dir, dataset)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=dataset.num_images, unit="img", desc="evaluate", dynamic_ncols=True)
+    raws: list[dict[str, Any]] = []
+    counts: list[int] = []
+    per_group: dict[str, dict[str, float]] = {}
+    try:
+        for g, preds in pairs:
+            acc = _Accumulator()
+            for pred_path, mask_path in zip(preds, g.masks or [], strict=True):
+                pred = read_prediction(pred_path)
+                gt = load_mask(mask_path).astype(np.uint8) * 255
+                if pred.shape != gt.shape:  # e.g. an EXIF tag the header check did not see
+                    raise ValueError(
+                        f"{pred_path}: prediction of {pred.shape[1]}x{pred.shape[0]} does not "
+                        f"match its mask {mask_path} of {gt.shape[1]}x{gt.shape[0]}"
+                    )
+                acc.step(pred, gt)
+                if bar is not None:
+                    bar.update(1)
+            raw = acc.raw()
+            raws.append(raw)
+            counts.append(acc.n)
+            per_group[g.name] = {**_summarise(raw), "images": acc.n}
+    finally:
+        if bar is not None:
+            bar.close()
+    total = _weighted_mean(raws, counts)
+    curves = Curves(**{k: np.asarray(total[k]) for k in _CURVE_KEYS})
+    return Evaluation(
+        label=label or Path(pred_dir).name,
+        pred_dir=str(pred_dir),
+        data=str(dataset.root),
+        overall=_summarise(total),
+        groups=per_group,
+        images=sum(counts),
+        curves=curves,
+        seconds=time.perf_counter() - t0,
+        unused_predictions=unused,
+    )
+
+
+def evaluate_folder(
+    pred_dir: str | os.PathLike,
+    data: str | os.PathLike | GroupDataset,
+    *,
+    curves: bool = False,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """:func:`evaluate` as the JSON dict (``overall``, ``groups``; ``curves`` on request)."""
+    return evaluate(pred_dir, data, **kwargs).to_dict(curves=curves)
+
+
+# ---------------------------------------------------------------- output
+
+
+def format_table(evaluations: Sequence[Evaluation], per_group: bool = True) -> str:
+    """Text tables: per-group rows of each evaluation (optional), then one overall row each."""
+    head = f"{'':<32}{'images':>7}" + "".join(f"{k:>8}" for k in METRIC_KEYS)
+
+    def row(name: str, n: int, m: Mapping[str, float]) -> str:
+        name = name if len(name) <= 31 else name[:30] + "~"
+        return f"{name:<32}{n:>7}" + "".join(f"{m[k]:>8.4f}" for k in METRIC_KEYS)
+
+    lines: list[str] = []
+    if per_group:
+        for ev in evaluations:
+            lines += [f"== {ev.label}: per group", head]
+            lines += [row(g, int(m["images"]), m) for g, m in ev.groups.items()]
+            lines.append("")
+    lines += ["== overall (mean over images)", head]
+    lines += [row(ev.label, ev.images, ev.overall) for ev in evaluations]
+    return "\n".join(lines)
+
+
+def _curves_of(ev: Evaluation | Mapping[str, Any]) -> tuple[str, Curves]:
+    if isinstance(ev, Evaluation):
+        return ev.label, ev.curves
+    if "curves" not in ev:
+        raise ValueError("an evaluation dict needs 'curves' (use evaluate_folder(curves=True))")
+    return str(ev.get("label", "prediction")), Curves.from_dict(ev["curves"])
+
+
+def plot_curves(
+    evaluations: Evaluation | Mapping[str, Any] | Sequence[Evaluation | Mapping[str, Any]],
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+):
+    """Precision-recall and F-measure-vs-threshold curves in one matplotlib Figure.
+
+    Args:
+        evaluations: one or several :class:`Evaluation` (or dicts with ``curves``).
+        labels: legend names (default: each evaluation's label).
+        title: figure title.
+
+    Returns:
+        A ``matplotlib.figure.Figure`` with two axes (no pyplot state is touched).
+    """
+    from matplotlib.figure import Figure
+
+    if isinstance(evaluations, Evaluation | Mapping):
+        evaluations = [evaluations]
+    items = [_curves_of(ev) for ev in evaluations]
+    if labels is not None:
+        if len(labels) != len(items):
+            raise ValueError(f"--labels: got {len(labels)} labels for {len(items)} predictions")
+        items = [(lab, c) for lab, (_, c) in zip(labels, items, strict=True)]
+    try:
+        import seaborn as sns
+
+        colors = sns.color_palette("colorblind", len(items))
+    except ImportError:  # seaborn is optional (notebooks extra)
+        colors = [f"C{i}" for i in range(len(items))]
+
+    fig = Figure(figsize=(11, 4.4), layout="constrained")
+    ax_pr, ax_f = fig.subplots(1, 2)
+    for (label, c), color in zip(items, colors, strict=True):
+        ax_pr.plot(c.recall, c.precision, color=color, lw=1.8, label=label)
+        best = int(np.argmax(c.fmeasure))
+        ax_f.plot(
+            c.thresholds, c.fmeasure, color=color, lw=1.8,
+            label=f"{label} (max {c.fmeasure[best]:.3f} at {best})",
+        )  # fmt: skip
+        ax_f.plot([best], [c.fmeasure[best]], "o", color=color, ms=5)
+    ax_pr.set(xlabel="recall", ylabel="precision", title="Precision-recall", xlim=(0, 1.01))
+    ax_f.set(
+        xlabel="threshold (prediction >= t, of 255)",
+        ylabel=r"F-measure ($\beta^2 = 0.3$)",
+        title="F-measure vs threshold",
+        xlim=(0, 255),
+    )
+    for ax in (ax_pr, ax_f):
+        ax.set_ylim(0, 1.01)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _save_figure_atomic(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format=path.suffix.lstrip(".").lower() or "png", dpi=120)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.labels is not None and len(args.labels) != len(args.pred):
+        raise ValueError(f"--labels: got {len(args.labels)} labels for {len(args.pred)} --pred")
+    labels = args.labels or [None] * len(args.pred)
+    dataset = _as_dataset(args.data, args.subset)
+    evals = [
+        evaluate(p, dataset, label=lab, progress=not args.no_progress)
+        for p, lab in zip(args.pred, labels, strict=True)
+    ]
+    print(format_table(evals, per_group=not args.summary_only))
+    for ev in evals:
+        if ev.unused_predictions:
+            print(f"note: {ev.pred_dir}: {ev.unused_predictions} prediction file(s) have no mask")
+    if args.json is not None:
+        data = (
+            evals[0].to_dict()
+            if len(evals) == 1
+            else {"runs": {ev.label: ev.to_dict() for ev in evals}}
+        )
+        _write_text_atomic(args.json, json.dumps(data, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    if args.curves is not None:
+        _save_figure_atomic(plot_curves(evals, title=dataset.name), args.curves)
+        print(f"wrote {args.curves}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``evaluate`` to the ``dmt`` command."""
+    p = subparsers.add_parser(
+        "evaluate",
+        help="S-measure, E-measure, F-measure, weighted F, MAE of prediction folders "
+        "(pysodmetrics, mean over images)",
+    )
+    p.add_argument(
+        "--pred", type=Path, nargs="+", required=True, help="prediction folder(s): <group>/<stem>"
+    )
+    p.add_argument("--data", type=Path, required=True, help="dataset folder with masks")
+    p.add_argument("--labels", nargs="+", default=None, help="names of the --pred folders")
+    p.add_argument("--subset", default=None, help="set name for an images/<Set>/ + gts/<Set>/ root")
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="write overall, per-group and curve numbers (several --pred: under 'runs')",
+    )
+    p.add_argument("--curves", type=Path, default=None, help="PR and F-threshold plot (PNG)")
+    p.add_argument("--summary-only", action="store_true", help="no per-group table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_evaluate)
