@@ -14,7 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 #: modules whose ``register(subparsers)`` adds more subcommands
-COMMAND_MODULES: tuple[str, ...] = ("dmt_core.data.cli", "dmt_core.train", "dmt_core.predict")
+COMMAND_MODULES: tuple[str, ...] = (
+    "dmt_core.data.cli",
+    "dmt_core.predict",
+    "dmt_core.evaluate",
+)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
