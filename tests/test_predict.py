@@ -1,0 +1,189 @@
+"""dmt predict: one PNG per image at its original size, chunking, layouts, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import tiny_model
+from PIL import Image
+
+from dmt_core import DMT, DMTConfig
+from dmt_core import predict as P
+from dmt_core.checkpoint import model_checkpoint, save_checkpoint
+from dmt_core.cli import main
+from dmt_core.data import InferenceGroups, resize_to_original
+from dmt_core.data.inference import to_uint8
+
+#: (width, height) cycled within every group, so a group mixes sizes
+SIZES = [(40, 30), (33, 47), (64, 20), (25, 25)]
+
+
+def write_groups(root: Path, groups: dict[str, int], masks: bool = True) -> Path:
+    """Groups of noisy images with a bright box; CoCA layout with masks, else plain folders."""
+    rng = np.random.default_rng(0)
+    for name, n in groups.items():
+        img_dir = root / "Image" / name if masks else root / name
+        img_dir.mkdir(parents=True)
+        if masks:
+            (root / "GroundTruth" / name).mkdir(parents=True)
+        for k in range(n):
+            w, h = SIZES[k % len(SIZES)]
+            img = rng.integers(0, 100, (h, w, 3), dtype=np.uint8)
+            mask = np.zeros((h, w), np.uint8)
+            mask[h // 4 : h // 2, w // 4 : w // 2] = 255
+            img[mask > 0] = (240, 200, 30)
+            Image.fromarray(img).save(img_dir / f"{name}_{k:02d}.jpg", quality=95)
+            if masks:
+                Image.fromarray(mask).save(root / "GroundTruth" / name / f"{name}_{k:02d}.png")
+    return root
+
+
+def expected_files(root: Path, groups: dict[str, int]) -> dict[str, tuple[int, int]]:
+    return {
+        f"{g}/{g}_{k:02d}.png": SIZES[k % len(SIZES)] for g, n in groups.items() for k in range(n)
+    }
+
+
+def written_files(out: Path) -> dict[str, tuple[int, int]]:
+    sizes = {}
+    for p in sorted(out.rglob("*")):
+        if p.is_file():
+            with Image.open(p) as im:
+                assert im.mode == "L", p
+                sizes[p.relative_to(out).as_posix()] = im.size
+    return sizes
+
+
+GROUPS = {"one": 1, "three": 3, "thirty": 30}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine, 2 threads can be 10-30x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return write_groups(tmp_path_factory.mktemp("data") / "Set", GROUPS)
+
+
+def test_one_png_per_image_at_original_size(dataset, tmp_path, monkeypatch):
+    calls: list[Path] = []
+    real = P.write_png
+    monkeypatch.setattr(P, "write_png", lambda a, path, **kw: (calls.append(path), real(a, path)))
+    out = tmp_path / "pred"
+    model = tiny_model()
+    summary = P.predict_folder(model, dataset, out, input_size=32, device="cpu", progress=False)
+    assert written_files(out) == expected_files(dataset, GROUPS)
+    assert len(calls) == len(set(calls)) == 34  # each image written exactly once
+    assert (summary.images, summary.groups, summary.chunks) == (34, 3, 1 + 1 + 2)
+    assert summary.forwarded == 1 + 3 + 25 + 25  # the back-filled chunk repeats 20 images
+    assert summary.images_per_s > 0 and summary.seconds >= summary.model_seconds > 0
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*"))
+    assert "34 predictions" in str(summary)
+    # the model comes back as it was
+    assert model.training and model.config.bn_inference == "running"
+
+
+def test_backfilled_chunk_prediction_wins(dataset, tmp_path, monkeypatch):
+    """Images in both chunks of the 30-image group carry the later (back-filled) prediction."""
+    written: dict[str, torch.Tensor] = {}
+    real = P._write_chunk
+
+    def spy(probs, sizes, stems, gdir):
+        written.update({s: p.clone() for s, p in zip(stems, probs, strict=True)})
+        real(probs, sizes, stems, gdir)
+
+    monkeypatch.setattr(P, "_write_chunk", spy)
+    model = tiny_model(seed=1).eval()
+    out = tmp_path / "pred"
+    kw = dict(input_size=32, groups=["thirty"], bn="group", progress=False)
+    P.predict_folder(model, dataset, out, **kw)
+    chunks = InferenceGroups(dataset, input_size=32, groups=["thirty"])
+    first, last = chunks[0], chunks[1]
+    assert last["indices"] == list(range(5, 30))
+    model.set_inference_bn("group")  # chunk statistics: the chunk matters
+    with torch.inference_mode():
+        p_first = model.predict(first["images"])
+        p_last = model.predict(last["images"])
+    k = 10  # in both chunks; the two predictions differ (the group context differs)
+    stem = first["stems"][k]
+    assert sorted(written) == sorted(first["stems"] + last["stems"][-5:])
+    torch.testing.assert_close(written[stem], p_last[k - 5], rtol=0, atol=1e-5)
+    assert (p_first[k] - p_last[k - 5]).abs().max() > 1e-3
+    saved = np.asarray(Image.open(out / "thirty" / f"{stem}.png"))
+    expect = to_uint8(resize_to_original(p_last[k - 5 : k - 4], [last["sizes"][k - 5]])[0])
+    assert np.abs(saved.astype(int) - expect).max() <= 1
+
+
+def test_plain_folder_without_masks_through_the_cli(tmp_path, capsys):
+    groups = {"mine": 3, "yours": 2}
+    data = write_groups(tmp_path / "photos", groups, masks=False)
+    model = tiny_model()
+    ckpt = save_checkpoint(model_checkpoint(model, model.config), tmp_path / "final.pt")
+    out = tmp_path / "pred"
+    args = ["predict", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(out)]
+    rc = main(args + ["--input-size", "32", "--bn", "group", "--device", "cpu", "--no-progress"])
+    assert rc == 0
+    assert written_files(out) == expected_files(data, groups)
+    assert "5 predictions (2 groups)" in capsys.readouterr().out
+
+
+def test_converted_official_checkpoint_predicts(tmp_path):
+    """A paper-preset checkpoint as ``dmt convert-official`` writes it loads and predicts."""
+    torch.manual_seed(0)
+    cfg = DMTConfig.paper()
+    ckpt = tmp_path / "dmt_official.pt"
+    save_checkpoint(
+        {
+            "format": "dmt_core",
+            "model": DMT(cfg).state_dict(),
+            "config": cfg.to_dict(),
+            "origin": "official:DMT_model.pth",
+        },
+        ckpt,
+    )
+    data = write_groups(tmp_path / "Set", {"pair": 2})
+    out = tmp_path / "pred"
+    rc = main(
+        ["predict", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(out)]
+        + ["--input-size", "32", "--no-progress"]
+    )
+    assert rc == 0
+    assert written_files(out) == expected_files(data, {"pair": 2})
+
+
+def test_amp_on_cpu_uses_bfloat16(dataset, tmp_path):
+    out = tmp_path / "pred"
+    s = P.predict_folder(
+        tiny_model(), dataset, out, input_size=32, amp=True, groups=["three"], progress=False
+    )
+    assert s.dtype == "bfloat16" and s.images == 3
+    assert written_files(out) == expected_files(dataset, {"three": 3})
+
+
+def test_errors_name_the_argument(dataset, tmp_path, monkeypatch, capsys):
+    model = tiny_model()
+    with pytest.raises(ValueError, match="--input-size"):
+        P.predict_folder(model, dataset, tmp_path / "p", input_size=40, progress=False)
+    with pytest.raises(ValueError, match="--bn"):
+        P.predict_folder(model, dataset, tmp_path / "p", bn="batch", progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="--device cuda"):
+            P.select_device("cuda")
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        P.resolve_checkpoint(tmp_path / "nope.pt")
+    args = ["predict", "--checkpoint", "tiny-nothing", "--data", str(dataset), "--out", "x"]
+    assert main(args) == 2
+    assert "tiny-nothing" in capsys.readouterr().err
+    # a shipped model is a name in PRETRAINED
+    ckpt = save_checkpoint(model_checkpoint(model, model.config), tmp_path / "shipped.pt")
+    monkeypatch.setitem(P.PRETRAINED, "tiny-test", ckpt)
+    assert P.resolve_checkpoint("tiny-test") == ckpt
