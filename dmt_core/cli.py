@@ -16,6 +16,7 @@ from pathlib import Path
 #: modules whose ``register(subparsers)`` adds more subcommands
 COMMAND_MODULES: tuple[str, ...] = (
     "dmt_core.data.cli",
+    "dmt_core.train",
     "dmt_core.predict",
     "dmt_core.evaluate",
 )

@@ -155,3 +155,17 @@ def test_v2_pipeline_keeps_alignment():
     assert x.shape == (3, 32, 32) and m.shape == (1, 32, 32) and m.dtype == torch.uint8
     red = denormalize(x)[0] > 0.7
     assert (red != m[0].bool()).float().mean() < 0.03
+
+
+def test_keyed_draws_are_pure_functions_of_seed_group_and_draw(tmp_path):
+    from dmt_core.data.synthetic import write_benchmark
+    from dmt_core.data.train import TrainGroups
+
+    root = tmp_path / "s"
+    write_benchmark(root, "train", groups=3, seed=0, size=64)
+    ds = TrainGroups([root], input_size=64, max_num=3, seed=5)
+    a, b = ds[(1, 7)], ds[(1, 7)]
+    ds[0]  # unkeyed calls in between do not disturb keyed draws
+    c = TrainGroups([root], input_size=64, max_num=3, seed=5)[(1, 7)]
+    assert torch.equal(a["images"], b["images"]) and torch.equal(a["images"], c["images"])
+    assert not torch.equal(a["images"], ds[(1, 8)]["images"])

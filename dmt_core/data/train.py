@@ -150,7 +150,9 @@ class TrainGroups(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def _rng(self, index: int) -> np.random.Generator:
+    def _rng(self, index: int, draw: int | None = None) -> np.random.Generator:
+        if draw is not None:  # keyed draws: reproducible whatever the worker or call order
+            return np.random.default_rng([self.seed, index, int(draw), 1])
         info = get_worker_info()
         worker_seed = int(info.seed) % (2**63) if info is not None else 0
         self._calls += 1
@@ -164,11 +166,15 @@ class TrainGroups(Dataset):
         img, m = g.load(int(rng.integers(len(g))))
         return np.asarray(img), m  # type: ignore[return-value]
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """``ds[i]`` draws group i; ``ds[(i, d)]`` is draw ``d`` of group i, a pure function
+        of (seed, i, d) (the trainer keys draws by step, so a resumed run continues exactly).
+        """
+        index, draw = key if isinstance(key, tuple) else (key, None)
         if not -len(self) <= index < len(self):
             raise IndexError(f"group index {index} out of range for {len(self)} groups")
         index %= len(self)
-        rng = self._rng(index)
+        rng = self._rng(index, draw)
         set_idx, group = self.items[index]
         n = len(group)
         picks = sorted(rng.choice(n, size=min(n, self.max_num), replace=False).tolist())

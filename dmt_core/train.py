@@ -1,0 +1,623 @@
+"""Training: ``dmt train`` and its Python API :func:`train`.
+
+One optimisation step = one group per process (at most ``max_num`` images), as DMT
+trains. The run directory holds
+
+    config.yaml       the model config            options.json   the training options
+    log.jsonl         one JSON line per step (every loss term) and per validation
+    last.pt           the newest periodic / interrupt checkpoint (atomic writes)
+    final.pt          the end-of-run checkpoint   summary.json   steps, time, metrics
+
+A checkpoint is a dict of tensors and plain types (``model``, ``optimizer``,
+``scheduler``, ``scaler``, ``step``, ``config``, ``options``, ``rng``, ``elapsed``), so
+it loads with ``weights_only=True``. Ctrl-C or SIGTERM finishes the current step, saves
+``last.pt`` and exits; ``--resume`` continues from the newest checkpoint with the same
+step, optimiser, schedule and random streams.
+
+Multi-process: ``torchrun --standalone --nproc_per_node=N -m dmt_core train ...`` runs
+DistributedDataParallel (gloo on CPU, nccl on GPU); every process draws its own groups
+(draw ``step * N + rank`` of one shared seeded stream) and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch.utils.data import DataLoader, Sampler
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import PRESETS, DMTConfig
+from .loss import dmt_loss
+from .model import DMT
+
+#: preset -> default training options (the paper's; the tiny preset learns from scratch)
+PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "paper": {"steps": 80_000, "lr": 1e-4, "backbone_lr_scale": 0.01},
+    "tiny": {"steps": 3_000, "lr": 1e-3, "backbone_lr_scale": 1.0},
+}
+
+
+@dataclass
+class TrainOptions:
+    """Everything ``dmt train`` takes (model architecture: ``overrides`` of DMTConfig).
+
+    ``steps`` and ``time_budget`` (seconds) both end the run, whichever comes first; the
+    learning-rate schedule follows the run's progress, max(step / steps, time / budget):
+    linear warm-up from 0.001x over the first ``warmup`` fraction, then x``gamma`` at each
+    fraction in ``milestones`` (the paper: 1,000 and 60,000 of 80,000 iterations).
+    """
+
+    train_data: tuple[str, ...] = ()
+    out: str = "runs/train"
+    preset: str = "tiny"
+    steps: int | None = None
+    time_budget: float | None = None
+    resume: bool = False
+    device: str = "auto"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    val_data: str | None = None
+    val_groups: int = 6
+    val_every: int = 250
+    lr: float | None = None
+    backbone_lr_scale: float | None = None
+    warmup: float = 1_000 / 80_000
+    milestones: tuple[float, ...] = (60_000 / 80_000,)
+    gamma: float = 0.1
+    max_num: int = 8
+    grad_clip: float | None = None
+    amp: str = "auto"
+    seed: int = 0
+    workers: int | None = None
+    synthesis: str = "auto"
+    ckpt_every: int = 500
+    pretrained: bool | None = None
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
+        if not self.train_data:
+            raise ValueError("train_data: give at least one training set folder")
+        self.train_data = tuple(str(p) for p in self.train_data)
+        self.milestones = tuple(float(m) for m in self.milestones)
+        defaults = PRESET_DEFAULTS[self.preset]
+        if self.steps is None and self.time_budget is None:
+            self.steps = defaults["steps"]
+        if self.lr is None:
+            self.lr = defaults["lr"]
+        if self.backbone_lr_scale is None:
+            self.backbone_lr_scale = defaults["backbone_lr_scale"]
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise ValueError(f"time_budget must be positive seconds, got {self.time_budget}")
+        if self.amp not in ("auto", "off", "bf16", "fp16"):
+            raise ValueError(f"amp must be auto, off, bf16 or fp16, got {self.amp!r}")
+        if self.synthesis not in ("auto", "on", "off"):
+            raise ValueError(f"synthesis must be auto, on or off, got {self.synthesis!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+# --------------------------------------------------------------------------- schedule
+@dataclass
+class Schedule:
+    """Learning-rate factor as a function of run progress (see :class:`TrainOptions`)."""
+
+    steps: int | None
+    time_budget: float | None
+    warmup: float
+    milestones: tuple[float, ...]
+    gamma: float
+
+    def progress(self, step: int, elapsed: float) -> float:
+        p = 0.0
+        if self.steps:
+            p = max(p, step / self.steps)
+        if self.time_budget:
+            p = max(p, elapsed / self.time_budget)
+        return min(p, 1.0)
+
+    def factor(self, step: int, elapsed: float) -> float:
+        p = self.progress(step, elapsed)
+        warm = 0.001 + 0.999 * p / self.warmup if self.warmup > 0 and p < self.warmup else 1.0
+        return warm * self.gamma ** sum(p >= m for m in self.milestones)
+
+    def state_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+
+# --------------------------------------------------------------------------- data stream
+class DrawSampler(Sampler):
+    """An endless, resumable stream of ``(group index, draw id)``.
+
+    Draw ``d`` takes group ``perm_e[d % n]`` with ``e = d // n`` and ``perm_e`` a seeded
+    permutation, so every group is equally likely and each epoch sees each group once.
+    Process ``rank`` of ``world`` takes draws ``step * world + rank``, steps ``start..``.
+    """
+
+    def __init__(self, n: int, seed: int, start_step: int = 0, rank: int = 0, world: int = 1):
+        self.n, self.seed, self.start, self.rank, self.world = n, seed, start_step, rank, world
+
+    def draw(self, d: int) -> int:
+        epoch, pos = divmod(d, self.n)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return int(torch.randperm(self.n, generator=g)[pos])
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        step = self.start
+        while True:
+            d = step * self.world + self.rank
+            yield self.draw(d), d
+            step += 1
+
+    def __len__(self) -> int:  # endless; DataLoader only needs a number
+        return sys.maxsize
+
+
+def _split_validation(
+    sets: list[Any], opts: TrainOptions
+) -> tuple[list[Any], Any | None, list[str]]:
+    """Hold out ``val_groups`` groups of the first set (seeded), unless ``val_data`` is given."""
+    from .data.groups import GroupDataset
+
+    if opts.val_data:
+        return sets, GroupDataset(Path(opts.val_data), require_masks=True), []
+    if opts.val_groups <= 0:
+        return sets, None, []
+    first = sets[0]
+    if len(first) <= opts.val_groups:
+        raise ValueError(
+            f"{first.root}: {len(first)} groups, too few to hold out {opts.val_groups} for "
+            "validation; pass --val-data DIR or --val-groups 0"
+        )
+    rng = np.random.default_rng(opts.seed)
+    held = sorted(rng.choice(len(first), size=opts.val_groups, replace=False).tolist())
+    train = _subset(first, [i for i in range(len(first)) if i not in set(held)])
+    return [train, *sets[1:]], _subset(first, held), [first[i].name for i in held]
+
+
+def _subset(ds: Any, indices: Sequence[int]) -> Any:
+    import copy
+
+    sub = copy.copy(ds)
+    sub.groups = [ds.groups[i] for i in indices]
+    return sub
+
+
+# --------------------------------------------------------------------------- helpers
+def _dist_info() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device is available here; use --device cpu")
+        return torch.device("cuda", local_rank)
+    if name != "cpu":
+        raise ValueError(f"--device must be auto, cpu or cuda, got {name!r}")
+    return torch.device("cpu")
+
+
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return torch.float16
+
+
+def newest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint of ``run_dir`` with the highest step (``final.pt`` or ``last.pt``)."""
+    best: tuple[int, Path] | None = None
+    for name in ("last.pt", "final.pt"):
+        p = Path(run_dir) / name
+        if p.is_file():
+            step = int(load_checkpoint(p).get("step", -1))
+            if best is None or step >= best[0]:
+                best = (step, p)
+    return None if best is None else best[1]
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["use_r2r=false", "hidden_dim=32"]`` -> {"use_r2r": False, "hidden_dim": 32}."""
+    out: dict[str, Any] = {}
+    known = {f.name for f in dataclasses.fields(DMTConfig)}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        key = key.strip()
+        if key not in known:
+            raise ValueError(f"--set {key}: not a DMTConfig field; known: {sorted(known)}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM; the loop saves and stops after the current step."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+# --------------------------------------------------------------------------- validation
+@torch.no_grad()
+def validate(model: DMT, dataset: Any, input_size: int, device: torch.device) -> dict[str, float]:
+    """S-measure and MAE (pysodmetrics) at the original sizes of a held-out set."""
+    from py_sod_metrics import MAE, Smeasure
+
+    from .data.inference import InferenceGroups, resize_to_original, to_uint8
+    from .data.io import load_mask
+
+    was_training = model.training
+    model.eval()
+    sm, mae = Smeasure(), MAE()
+    try:
+        for item in InferenceGroups(dataset, input_size=input_size, max_num=25):
+            probs = model.predict(item["images"].to(device))
+            for pred, mask_path in zip(
+                resize_to_original(probs, item["sizes"]), item["mask_paths"], strict=True
+            ):
+                gt = load_mask(mask_path).astype(np.uint8) * 255
+                p = to_uint8(pred)
+                sm.step(pred=p, gt=gt)
+                mae.step(pred=p, gt=gt)
+    finally:
+        model.train(was_training)
+    return {"Sm": float(sm.get_results()["sm"]), "MAE": float(mae.get_results()["mae"])}
+
+
+# --------------------------------------------------------------------------- the loop
+def train(opts: TrainOptions) -> dict[str, Any]:
+    """Run (or resume) a training run; returns the summary written to ``summary.json``."""
+    from tqdm.auto import tqdm
+
+    from .data.groups import GroupDataset
+    from .data.synthesis import SynthesisConfig
+    from .data.train import TrainGroups
+
+    rank, local_rank, world = _dist_info()
+    distributed = world > 1
+    device = _device(opts.device, local_rank)
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    elif distributed:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    is_main = rank == 0
+    run = Path(opts.out)
+
+    # ---- resume state or fresh start
+    ckpt: dict[str, Any] | None = None
+    if opts.resume:
+        path = newest_checkpoint(run)
+        if path is None:
+            raise FileNotFoundError(f"--resume: no last.pt or final.pt in {run}")
+        ckpt = load_checkpoint(path)
+        cfg = DMTConfig.from_dict(ckpt["config"])
+    else:
+        if (run / "last.pt").exists() or (run / "final.pt").exists():
+            raise ValueError(f"{run} already holds a run; pass --resume or choose another --out")
+        cfg = DMTConfig.preset(opts.preset, **opts.overrides)
+
+    torch.manual_seed(opts.seed)
+    pretrained = cfg.pretrained_backbone if opts.pretrained is None else opts.pretrained
+    model = DMT(cfg, pretrained=bool(pretrained) and ckpt is None).to(device)
+    optimizer = torch.optim.Adam(
+        model.param_groups(opts.lr, opts.backbone_lr_scale), betas=(0.9, 0.99), eps=1e-8
+    )
+    for g in optimizer.param_groups:
+        g["initial_lr"] = g["lr"]
+    schedule = Schedule(opts.steps, opts.time_budget, opts.warmup, opts.milestones, opts.gamma)
+    amp_dtype = _amp_dtype(opts.amp, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16)
+    step, elapsed = 0, 0.0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        step, elapsed = int(ckpt["step"]), float(ckpt.get("elapsed", 0.0))
+        if is_main:
+            print(f"resumed from step {step} ({path})", flush=True)
+    net: torch.nn.Module = model
+    if distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    # ---- data
+    sets = [GroupDataset(Path(p), require_masks=True) for p in opts.train_data]
+    sets, val_set, held_out = _split_validation(sets, opts)
+    if opts.synthesis == "off":
+        synth_sets: list[int] = []
+    elif opts.synthesis == "on":
+        synth_sets = list(range(len(sets)))
+    else:  # DMT synthesises DUTS-like sets only
+        synth_sets = [i for i, s in enumerate(sets) if "duts" in s.name.lower()]
+    dataset = TrainGroups(
+        sets,
+        input_size=cfg.input_size,
+        max_num=opts.max_num,
+        synthesis=SynthesisConfig() if synth_sets else None,
+        synthesis_sets=synth_sets or None,
+        seed=opts.seed,
+    )
+    # on a CPU the loader shares the cores with the model: load in-process by default
+    workers = opts.workers if opts.workers is not None else (4 if device.type == "cuda" else 0)
+    sampler = DrawSampler(len(dataset), opts.seed, step, rank, world)
+    loader = DataLoader(
+        dataset,
+        batch_size=None,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(opts.seed),  # keeps the global RNG untouched
+    )
+
+    if is_main:
+        run.mkdir(parents=True, exist_ok=True)
+        cfg.to_yaml(run / "config.yaml")
+        (run / "options.json").write_text(json.dumps(opts.to_dict(), indent=2))
+        if held_out:
+            (run / "val_groups.json").write_text(json.dumps(held_out, indent=2))
+    log = (run / "log.jsonl").open("a") if is_main else None
+
+    def checkpoint(name: str) -> Path:
+        return save_checkpoint(
+            {
+                "format": "dmt_core",
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": {**schedule.state_dict(), "step": step, "elapsed": elapsed},
+                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                "step": step,
+                "elapsed": elapsed,
+                "config": cfg.to_dict(),
+                "options": opts.to_dict(),
+                "rng": {"torch": torch.get_rng_state()},
+            },
+            run / name,
+        )
+
+    def finished() -> bool:
+        return schedule.progress(step, elapsed) >= 1.0
+
+    val_metrics: dict[str, float] = {}
+    val_step = -1
+    stopped_by: str | None = None
+    model.train()
+    bar = tqdm(
+        total=opts.steps,
+        initial=step,
+        disable=not is_main or opts.quiet,
+        unit="step",
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        dynamic_ncols=True,
+    )
+    autocast = (
+        torch.autocast(device.type, dtype=amp_dtype)
+        if amp_dtype is not None
+        else contextlib.nullcontext()
+    )
+    t_start = time.perf_counter() - elapsed
+    data_iter = iter(loader)
+    # the dropout stream: restored exactly in one process, reseeded per rank otherwise
+    if ckpt is not None and world == 1:
+        torch.set_rng_state(ckpt["rng"]["torch"])
+    elif world > 1:
+        torch.manual_seed(opts.seed + 7919 * rank + step)
+    with _StopFlag() as stop:
+        while not finished():
+            batch = next(data_iter)
+            images = batch["images"].to(device, non_blocking=True)
+            masks = batch["masks"].to(device, non_blocking=True)
+            lr_factor = schedule.factor(step, elapsed)
+            for g in optimizer.param_groups:
+                g["lr"] = g["initial_lr"] * lr_factor
+            t0 = time.perf_counter()
+            with autocast:
+                out = net(images, aux=True)
+            loss, terms = dmt_loss(out, masks)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if opts.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            elapsed = time.perf_counter() - t_start
+
+            if log is not None:
+                values = torch.stack([loss.detach(), *terms.values()]).tolist()
+                if not math.isfinite(values[0]):
+                    raise FloatingPointError(f"loss is {values[0]} at step {step}; lower --lr")
+                rec = {"step": step, "lr": opts.lr * lr_factor, "loss": values[0]}
+                rec.update(dict(zip(terms, values[1:], strict=True)))
+                rec.update(
+                    {
+                        "images": len(images),
+                        "group": batch["group"],
+                        "sec": time.perf_counter() - t0,
+                        "elapsed": elapsed,
+                    }
+                )
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                bar.update(1)
+                bar.set_postfix(loss=f"{values[0]:.3f}", img_s=f"{len(images) / rec['sec']:.1f}")
+            if is_main and val_set is not None and opts.val_every and step % opts.val_every == 0:
+                val_metrics, val_step = validate(model, val_set, cfg.input_size, device), step
+                _log_val(log, step, elapsed, val_metrics)
+            if is_main and opts.ckpt_every and step % opts.ckpt_every == 0:
+                checkpoint("last.pt")
+            # every process stops at the same step: a signal or the clock on any rank
+            flags = torch.tensor(
+                [float(stop.signal is not None), float(finished())],
+                device=device if distributed and device.type == "cuda" else "cpu",
+            )
+            if distributed:
+                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            if flags[0]:
+                stopped_by = stop.signal or "a signal to another process"
+                break
+            if flags[1]:
+                break
+    bar.close()
+
+    summary: dict[str, Any] = {}
+    if is_main:
+        if stopped_by is not None:
+            path = checkpoint("last.pt")
+            print(
+                f"stopped by {stopped_by} at step {step}; checkpoint saved to {path}; "
+                "continue with --resume",
+                flush=True,
+            )
+        else:
+            if val_set is not None and val_step != step:
+                val_metrics = validate(model, val_set, cfg.input_size, device)
+                _log_val(log, step, elapsed, val_metrics)
+            checkpoint("final.pt")
+        summary = {
+            "steps": step,
+            "elapsed_s": round(elapsed, 1),
+            "finished": stopped_by is None,
+            "stopped_by": stopped_by,
+            "preset": opts.preset,
+            "config": cfg.to_dict(),
+            "val": val_metrics,
+            "val_groups": held_out or (opts.val_data and "val_data"),
+            "images_per_s": _images_per_s(run / "log.jsonl"),
+        }
+        (run / "summary.json").write_text(json.dumps(summary, indent=2))
+    if log is not None:
+        log.close()
+    del data_iter
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    if stopped_by is not None and stop.signal is not None:
+        raise KeyboardInterrupt(stopped_by)
+    return summary
+
+
+def _log_val(log: Any, step: int, elapsed: float, metrics: dict[str, float]) -> None:
+    if log is not None:
+        log.write(json.dumps({"step": step, "elapsed": elapsed, "val": metrics}) + "\n")
+        log.flush()
+
+
+def _images_per_s(log_path: Path) -> float | None:
+    images = seconds = 0.0
+    with log_path.open() as f:
+        for line in f:
+            rec = json.loads(line)
+            if "sec" in rec:
+                images += rec["images"]
+                seconds += rec["sec"]
+    return round(images / seconds, 2) if seconds else None
+
+
+# --------------------------------------------------------------------------- CLI
+def _cmd_train(args: argparse.Namespace) -> int:
+    opts = TrainOptions(
+        train_data=tuple(args.train_data),
+        out=args.out,
+        preset=args.preset,
+        steps=args.steps,
+        time_budget=args.time_budget,
+        resume=args.resume,
+        device=args.device,
+        overrides=parse_overrides(args.set or []),
+        val_data=args.val_data,
+        val_groups=args.val_groups,
+        val_every=args.val_every,
+        lr=args.lr,
+        max_num=args.max_num,
+        grad_clip=args.grad_clip,
+        amp=args.amp,
+        seed=args.seed,
+        workers=args.workers,
+        synthesis=args.synthesis,
+        ckpt_every=args.ckpt_every,
+        pretrained=args.pretrained,
+    )
+    try:
+        summary = train(opts)
+    except KeyboardInterrupt as e:
+        return 143 if str(e) == "SIGTERM" else 130
+    if summary:
+        print(json.dumps({k: summary[k] for k in ("steps", "elapsed_s", "val", "images_per_s")}))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train DMT on co-saliency groups (CPU, GPU, torchrun)")
+    p.add_argument("--preset", choices=PRESETS, default="tiny")
+    p.add_argument("--train-data", nargs="+", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    p.add_argument("--steps", type=int, help="optimisation steps (default: the preset's)")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop when time is up")
+    p.add_argument("--resume", action="store_true", help="continue the newest checkpoint")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a DMTConfig field")
+    p.add_argument("--val-data", metavar="DIR", help="validation set (default: held-out groups)")
+    p.add_argument("--val-groups", type=int, default=6, help="groups held out when no --val-data")
+    p.add_argument("--val-every", type=int, default=250, metavar="STEPS")
+    p.add_argument("--lr", type=float, help="base learning rate (default: the preset's)")
+    p.add_argument("--max-num", type=int, default=8, help="images per group and step")
+    p.add_argument("--grad-clip", type=float, metavar="NORM")
+    p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, help="loader processes (default 0 on CPU, 4 on GPU)")
+    p.add_argument("--synthesis", default="auto", choices=["auto", "on", "off"])
+    p.add_argument("--ckpt-every", type=int, default=500, metavar="STEPS")
+    p.add_argument(
+        "--pretrained",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ImageNet VGG16 encoder (default: yes for paper, no for tiny)",
+    )
+    p.set_defaults(func=_cmd_train)
