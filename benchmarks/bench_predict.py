@@ -29,7 +29,8 @@ import torch
 
 from dmt_core import DMT, DMTConfig
 from dmt_core.data import InferenceGroups, write_benchmark
-from dmt_core.predict import amp_dtype, predict_folder
+from dmt_core.predict import predict_folder
+from dmt_core.runtime import amp_dtype
 
 
 def model_only(model: torch.nn.Module, chunks: list[torch.Tensor], amp: bool) -> float:

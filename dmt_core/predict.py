@@ -38,11 +38,11 @@ from .checkpoint import load_model
 from .config import DMTConfig
 from .data.groups import GroupDataset
 from .data.inference import InferenceGroups, chunk_indices, resize_to_original, to_uint8
+from .runtime import DEVICES, amp_dtype, select_device
 
 #: shipped pretrained models: name -> checkpoint file (none shipped yet)
 PRETRAINED: dict[str, Path] = {}
 
-DEVICES = ("auto", "cpu", "cuda")
 BN_MODES = ("running", "group")
 
 
@@ -60,24 +60,6 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
         return path
     known = f"; shipped models: {sorted(PRETRAINED)}" if PRETRAINED else ""
     raise FileNotFoundError(f"checkpoint {key!r}: no such file{known}")
-
-
-def select_device(device: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
-    if device not in DEVICES:
-        raise ValueError(f"--device must be one of {DEVICES}, got {device!r}")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available (use --device cpu or auto)")
-    return torch.device(device)
-
-
-def amp_dtype(device: torch.device) -> torch.dtype:
-    """Autocast dtype: bfloat16 on CPU and on GPUs that support it, else float16."""
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
 
 
 @dataclass

@@ -45,6 +45,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PRESETS, DMTConfig
 from .loss import dmt_loss
 from .model import DMT
+from .runtime import DEVICES, amp_dtype, select_device
 
 #: preset -> default training options (the paper's; the tiny preset learns from scratch)
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -211,24 +212,11 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
 
 
-def _device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device is available here; use --device cpu")
-        return torch.device("cuda", local_rank)
-    if name != "cpu":
-        raise ValueError(f"--device must be auto, cpu or cuda, got {name!r}")
-    return torch.device("cpu")
-
-
 def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """``--amp``: auto is on for GPUs only (bf16 where supported, else fp16)."""
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return None
-    if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) or amp_dtype(device)
 
 
 def newest_checkpoint(run_dir: str | Path) -> Path | None:
@@ -317,7 +305,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
 
     rank, local_rank, world = _dist_info()
     distributed = world > 1
-    device = _device(opts.device, local_rank)
+    device = select_device(opts.device, local_rank)
     if distributed and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
@@ -601,7 +589,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="optimisation steps (default: the preset's)")
     p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop when time is up")
     p.add_argument("--resume", action="store_true", help="continue the newest checkpoint")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a DMTConfig field")
     p.add_argument("--val-data", metavar="DIR", help="validation set (default: held-out groups)")
     p.add_argument("--val-groups", type=int, default=6, help="groups held out when no --val-data")

@@ -16,6 +16,7 @@ from dmt_core.checkpoint import model_checkpoint, save_checkpoint
 from dmt_core.cli import main
 from dmt_core.data import InferenceGroups, resize_to_original
 from dmt_core.data.inference import to_uint8
+from dmt_core.runtime import select_device
 
 #: (width, height) cycled within every group, so a group mixes sizes
 SIZES = [(40, 30), (33, 47), (64, 20), (25, 25)]
@@ -177,7 +178,7 @@ def test_errors_name_the_argument(dataset, tmp_path, monkeypatch, capsys):
         P.predict_folder(model, dataset, tmp_path / "p", bn="batch", progress=False)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="--device cuda"):
-            P.select_device("cuda")
+            select_device("cuda")
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         P.resolve_checkpoint(tmp_path / "nope.pt")
     args = ["predict", "--checkpoint", "tiny-nothing", "--data", str(dataset), "--out", "x"]

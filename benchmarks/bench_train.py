@@ -1,0 +1,104 @@
+"""Training step time and peak memory, as a ratio to a VGG16 forward of the same batch.
+
+    python benchmarks/bench_train.py [--quick]
+
+For each preset and group size: one optimisation step (forward with side outputs, the
+12-term loss, backward, Adam) on random data, best of ``--reps`` after a warm-up, and a
+``vgg16().features[:30]`` forward of the same batch measured in the same run (the
+official training step is about 15x that for a group of 4 at 128 px, issue #4). Each
+configuration runs in a fresh process; memory is the RSS sampled every 2 ms during the
+timed steps (peak, and the peak minus the RSS before them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import torch
+import torchvision
+from bench_inference import PeakRSS
+
+from dmt_core import DMT, DMTConfig
+from dmt_core.loss import dmt_loss
+
+
+def one_config(preset: str, group: int, size: int, reps: int) -> dict:
+    torch.manual_seed(0)
+    model = DMT(DMTConfig.preset(preset)).train()
+    opt = torch.optim.Adam(model.param_groups(1e-4))
+    x = torch.randn(group, 3, size, size)
+    y = (torch.rand(group, 1, size, size) > 0.5).float()
+
+    def step() -> None:
+        loss, _ = dmt_loss(model(x, aux=True), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    vgg = torchvision.models.vgg16().features[:30].eval()
+
+    def vgg_forward() -> None:
+        with torch.no_grad():
+            vgg(x)
+
+    def best(fn) -> float:
+        fn()
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    t_vgg = best(vgg_forward)
+    with PeakRSS() as mem:
+        t_step = best(step)
+    return {
+        "step_s": t_step,
+        "vgg_s": t_vgg,
+        "ratio": t_step / t_vgg,
+        "images_per_s": group / t_step,
+        "peak_mb": mem.peak,
+        "step_mb": mem.peak - mem.before,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="tiny preset only")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.child:
+        preset, group, size = args.child.split(",")
+        print(json.dumps(one_config(preset, int(group), int(size), args.reps)))
+        return
+    configs = [("tiny", g, 128) for g in (4, 8)]
+    if not args.quick:
+        configs += [("paper", 4, 128), ("paper", 8, 256)]
+    print(f"torch {torch.__version__}, {args.threads} threads, best of {args.reps}\n")
+    print("| preset | size | group | step (s) | VGG16 fwd (s) | ratio | images/s | peak RSS (MB) "
+          "| step peak (MB) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for preset, group, size in configs:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", f"{preset},{group},{size}",
+             "--reps", str(args.reps), "--threads", str(args.threads)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"| {preset} | {size} | {group} | {r['step_s']:.3f} | {r['vgg_s']:.3f} "
+              f"| {r['ratio']:.1f}x | {r['images_per_s']:.1f} | {r['peak_mb']:.0f} "
+              f"| {r['step_mb']:.0f} |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
