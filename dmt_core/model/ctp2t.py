@@ -17,8 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .layers import NormedQKV
 
-class ContrastAttention(nn.Module):
+
+class ContrastAttention(NormedQKV):
     """Pixel-to-token attention with the contrast gate.
 
     For image n, token t, head g (head dim d = C / heads) and pixel j:
@@ -37,17 +39,8 @@ class ContrastAttention(nn.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, contrast: bool = True) -> None:
-        super().__init__()
-        self.num_heads = num_heads
+        super().__init__(dim, num_heads)
         self.contrast = contrast
-        self.norm_q, self.norm_k, self.norm_v = (
-            nn.LayerNorm(dim),
-            nn.LayerNorm(dim),
-            nn.LayerNorm(dim),
-        )
-        self.to_q = nn.Linear(dim, dim, bias=False)
-        self.to_k = nn.Linear(dim, dim, bias=False)
-        self.to_v = nn.Linear(dim, dim, bias=False)
         if contrast:
             self.proj1 = nn.Linear(dim, dim)
             self.proj2 = nn.Linear(dim, dim)
@@ -58,16 +51,14 @@ class ContrastAttention(nn.Module):
             with torch.no_grad():
                 self.gate_weight.copy_(conv.weight)
                 self.gate_bias.copy_(conv.bias)
-        self.last_attention: Tensor | None = None
         self.last_gate: Tensor | None = None
-        self.record_attention = False
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         n, t, c = q.shape
         g = self.num_heads
-        q = self.to_q(self.norm_q(q)).unflatten(-1, (g, c // g)).transpose(1, 2)  # (N, g, T, d)
-        k = self.to_k(self.norm_k(k)).unflatten(-1, (g, c // g)).transpose(1, 2)  # (N, g, HW, d)
-        v = self.to_v(self.norm_v(v))  # (N, HW, C), shared by all heads
+        q, k, v = self.project(q, k, v)  # v (N, HW, C) is shared by all heads
+        q = q.unflatten(-1, (g, c // g)).transpose(1, 2)  # (N, g, T, d)
+        k = k.unflatten(-1, (g, c // g)).transpose(1, 2)  # (N, g, HW, d)
         attn = torch.softmax(q @ k.transpose(-2, -1) * (c // g) ** -0.5, dim=-1)  # (N, g, T, HW)
         out = (attn @ v.unsqueeze(1)).transpose(1, 2)  # (N, T, g, C)
         if self.record_attention:

@@ -81,6 +81,31 @@ def conv_bn_act(
     )
 
 
+class NormedQKV(nn.Module):
+    """Base of the official ``AnyAttention``: LayerNorms then bias-free projections.
+
+    ``project(q, k, v)`` returns ``to_q(norm_q(q)), to_k(norm_k(k)), to_v(norm_v(v))``,
+    each (..., C). Subclasses add the attention itself.
+    """
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.norm_q, self.norm_k, self.norm_v = (
+            nn.LayerNorm(dim),
+            nn.LayerNorm(dim),
+            nn.LayerNorm(dim),
+        )
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(dim, dim, bias=False)
+        self.to_v = nn.Linear(dim, dim, bias=False)
+        self.last_attention: Tensor | None = None
+        self.record_attention = False
+
+    def project(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.to_q(self.norm_q(q)), self.to_k(self.norm_k(k)), self.to_v(self.norm_v(v))
+
+
 def c2_xavier_init(module: nn.Module) -> None:
     """Caffe2 "Xavier" fill used by the official convs: Kaiming-uniform with a=1, bias 0."""
     for m in module.modules():

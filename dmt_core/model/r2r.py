@@ -23,29 +23,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import stochastic_depth
 
-from .layers import trunc_normal_init
+from .layers import NormedQKV, trunc_normal_init
 
 
-class RegionAttention(nn.Module):
+class RegionAttention(NormedQKV):
     """Multi-head attention with pre-LayerNorms on q, k, v and bias-free projections.
 
     q (B, Lq, C), k/v (B, Lk, C) -> (B, Lq, C); logits scaled by (C / heads) ** -0.5.
     """
 
     def __init__(self, dim: int, num_heads: int) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.norm_q, self.norm_k, self.norm_v = (
-            nn.LayerNorm(dim),
-            nn.LayerNorm(dim),
-            nn.LayerNorm(dim),
-        )
-        self.to_q = nn.Linear(dim, dim, bias=False)
-        self.to_k = nn.Linear(dim, dim, bias=False)
-        self.to_v = nn.Linear(dim, dim, bias=False)
+        super().__init__(dim, num_heads)
         self.proj = nn.Linear(dim, dim)
-        self.last_attention: Tensor | None = None
-        self.record_attention = False
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         b, lq, c = q.shape
@@ -54,9 +43,7 @@ class RegionAttention(nn.Module):
         def heads(t: Tensor) -> Tensor:  # (B, L, C) -> (B, g, L, C/g)
             return t.unflatten(-1, (g, c // g)).transpose(1, 2)
 
-        q = heads(self.to_q(self.norm_q(q)))
-        k = heads(self.to_k(self.norm_k(k)))
-        v = heads(self.to_v(self.norm_v(v)))
+        q, k, v = (heads(t) for t in self.project(q, k, v))
         if self.record_attention:
             attn = torch.softmax(q @ k.transpose(-2, -1) * (c // g) ** -0.5, dim=-1)
             self.last_attention = attn.detach()  # (B, g, Lq, Lk)
