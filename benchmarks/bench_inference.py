@@ -116,22 +116,28 @@ def vgg_ratio(reps: int, group: int = 4, size: int = 256) -> None:
     print("official implementation (issue #2, same machine): 5.3x; target <= 4.8x\n")
 
 
-def main() -> None:
+def bench_args(doc: str, quick_help: str, reps: int, child_fn) -> argparse.Namespace | None:
+    """Parse the shared options; in a ``--child`` process run ``child_fn`` and return None."""
     ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--quick", action="store_true", help="group sizes 1 and 5 at 128 px only")
-    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--reps", type=int, default=reps)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if not args.child:
+        return args
+    preset, group, size = args.child.split(",")
+    print(json.dumps(child_fn(preset, int(group), int(size), args.reps)))
+    return None
 
-    if args.child:
-        preset, group, size = args.child.split(",")
-        print(json.dumps(one_config(preset, int(group), int(size), args.reps)))
+
+def main() -> None:
+    args = bench_args(__doc__, "group sizes 1 and 5 at 128 px only", 2, one_config)
+    if args is None:
         return
-
     print(
         f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
         f"{os.cpu_count()} CPUs, {args.threads} threads\n"

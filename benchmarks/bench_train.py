@@ -12,7 +12,6 @@ timed steps (peak, and the peak minus the RSS before them).
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import time
 
 import torch
 import torchvision
-from bench_inference import PeakRSS
+from bench_inference import PeakRSS, bench_args
 
 from dmt_core import DMT, DMTConfig
 from dmt_core.loss import dmt_loss
@@ -68,18 +67,8 @@ def one_config(preset: str, group: int, size: int, reps: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--quick", action="store_true", help="tiny preset only")
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--child", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    if args.child:
-        preset, group, size = args.child.split(",")
-        print(json.dumps(one_config(preset, int(group), int(size), args.reps)))
+    args = bench_args(__doc__, "tiny preset only", 3, one_config)
+    if args is None:
         return
     configs = [("tiny", g, 128) for g in (4, 8)]
     if not args.quick:
