@@ -15,11 +15,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import torch
 import torchvision
-from bench_inference import PeakRSS, bench_args
+from bench_inference import PeakRSS, _best, bench_args
 
 from dmt_core import DMT, DMTConfig
 from dmt_core.loss import dmt_loss
@@ -44,18 +43,9 @@ def one_config(preset: str, group: int, size: int, reps: int) -> dict:
         with torch.no_grad():
             vgg(x)
 
-    def best(fn) -> float:
-        fn()
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
-    t_vgg = best(vgg_forward)
+    t_vgg = _best(vgg_forward, reps)
     with PeakRSS() as mem:
-        t_step = best(step)
+        t_step = _best(step, reps)
     return {
         "step_s": t_step,
         "vgg_s": t_vgg,
