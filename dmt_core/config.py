@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 
 BNInference = Literal["running", "group"]
+BNScope = Literal["group", "image"]
 EncoderTrainable = Literal["last", "all", "none"]
 
 
@@ -25,6 +26,8 @@ class DMTConfig:
 
     Architecture:
         encoder_widths: output channels of the five VGG16 blocks (conv1_2 .. conv5_3).
+        encoder_bn: a BatchNorm after every encoder conv (VGG16-BN). DMT uses plain
+            VGG16 (off); the tiny preset, trained from scratch, needs it on.
         hidden_dim: width of the decoder, the tokens and the token memory (C).
         num_heads: heads of every token attention (CtP2T, CoT2T).
         token_ffn_dim: hidden width of the token feed-forward networks.
@@ -45,6 +48,10 @@ class DMTConfig:
             contrast gate has nothing to contrast with and is left out as well).
 
     Inference and training:
+        bn_scope: what a BatchNorm's statistics cover in training (and with
+            ``bn_inference="group"``): ``"group"``, all images of the group (the
+            official; normalisation then also carries information between images), or
+            ``"image"``, each image alone (only R2R and CoT2T connect the images).
         bn_inference: ``"running"`` uses BatchNorm running statistics in eval mode;
             ``"group"`` normalises with the group's own statistics (what the official
             test script effectively does, as it never calls ``eval()``), without dropout
@@ -54,6 +61,7 @@ class DMTConfig:
     """
 
     encoder_widths: tuple[int, int, int, int, int] = (64, 128, 256, 512, 512)
+    encoder_bn: bool = False
     hidden_dim: int = 256
     num_heads: int = 8
     token_ffn_dim: int = 512
@@ -71,6 +79,7 @@ class DMTConfig:
     use_tgfr: bool = True
     use_bg_token: bool = True
 
+    bn_scope: BNScope = "group"
     bn_inference: BNInference = "running"
     encoder_trainable: EncoderTrainable = "last"
     pretrained_backbone: bool = True
@@ -99,6 +108,8 @@ class DMTConfig:
             raise ValueError(
                 f"bn_inference must be 'running' or 'group', got {self.bn_inference!r}"
             )
+        if self.bn_scope not in ("group", "image"):
+            raise ValueError(f"bn_scope must be 'group' or 'image', got {self.bn_scope!r}")
         if self.encoder_trainable not in ("last", "all", "none"):
             raise ValueError(
                 f"encoder_trainable must be 'last', 'all' or 'none', got {self.encoder_trainable!r}"

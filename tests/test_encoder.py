@@ -86,5 +86,50 @@ def test_bad_local_weights_are_named(tmp_path, vgg_features_sd):
     torch.save({k: v for k, v in vgg_features_sd.items() if "28" not in k}, bad)
     with pytest.raises(ValueError, match="partial.pth: missing key 'features.28.weight'"):
         DMT(DMTConfig.paper(), pretrained=bad)
-    with pytest.raises(ValueError, match="need the VGG16 widths"):
+    with pytest.raises(ValueError, match=r"features.0.weight has shape \(64, 3, 3, 3\), expected"):
         DMT(DMTConfig.tiny(), pretrained=bad)
+
+
+def test_vgg16_bn_variant_matches_torchvision_vgg16_bn(tmp_path, monkeypatch):
+    """``encoder_bn``: BN after every conv; torchvision's vgg16_bn weights load into it."""
+    torch.manual_seed(0)
+    tv = torchvision.models.vgg16_bn().features.eval()
+    for m in tv.modules():  # non-trivial running statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    sd = {f"features.{k}": v for k, v in tv.state_dict().items()}
+    path = tmp_path / "vgg16_bn-6c64b313.pth"
+    torch.save(sd, path)
+    model = DMT(DMTConfig.paper(encoder_bn=True), pretrained=path).eval()
+    assert torch.equal(model.encoder.bn5_3.running_var, sd["features.41.running_var"])
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        # conv5_3 + BN + ReLU is features[:43] of vgg16_bn
+        torch.testing.assert_close(model.encoder(x)["conv5_3"], tv[:43](x))
+    # conv5_3 and its BN train, the rest is frozen (the paper's "last")
+    trainable = {n for n, p in model.encoder.named_parameters() if p.requires_grad}
+    assert trainable == {"conv5_3.weight", "conv5_3.bias", "bn5_3.weight", "bn5_3.bias"}
+    # the offline message names the BN file
+    monkeypatch.delenv("DMT_VGG16_WEIGHTS", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(RuntimeError, match="vgg16_bn-6c64b313.pth"):
+        DMT(DMTConfig.paper(encoder_bn=True), pretrained=True)
+    with pytest.raises(ValueError, match="VGG16-BN state dict.*missing key 'features.41"):
+        model.encoder.load_torchvision_vgg16({k: v for k, v in sd.items() if "41" not in k})
+
+
+def test_frozen_batch_norms_keep_their_statistics():
+    """With trainable="last", a training step leaves the frozen BNs untouched."""
+    enc = VGG16Encoder((8, 8, 8, 8, 8), trainable="last", batch_norm=True).train()
+    assert not enc.bn1_1.training and not enc.bn5_2.training and enc.bn5_3.training
+    before = enc.bn1_1.running_mean.clone()
+    enc(torch.randn(2, 3, 32, 32) * 3 + 1)
+    assert torch.equal(enc.bn1_1.running_mean, before)
+    assert not torch.equal(enc.bn5_3.running_mean, torch.zeros(8))
+    assert VGG16Encoder((8,) * 5, trainable="all", batch_norm=True).train().bn1_1.training

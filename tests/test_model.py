@@ -173,6 +173,36 @@ def test_images_of_a_group_influence_each_other():
         torch.testing.assert_close(solo(x).co[0], solo(y).co[0], atol=1e-5, rtol=1e-5)
 
 
+def test_bn_scope_image_keeps_the_images_apart_in_training_and_group_inference():
+    """Group BatchNorm statistics connect the images; per-image statistics do not."""
+    x = group(3, 64)
+    y = x.clone()
+    y[1:] = torch.randn_like(y[1:])
+    cfg = dict(use_r2r=False, use_cot2t=False, drop_path=0.0, token_dropout=0.0)
+    apart = tiny_model(bn_scope="image", bn_inference="group", **cfg)
+    mixed = tiny_model(bn_scope="group", bn_inference="group", **cfg)
+    for mode in ("train", "eval"):
+        for model in (apart, mixed):
+            model.train(mode == "train")
+        with torch.no_grad():
+            torch.testing.assert_close(apart(x).co[0], apart(y).co[0], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(apart(x).co[:1], apart(x[:1]).co, atol=1e-4, rtol=1e-4)
+            assert (mixed(x).co[0] - mixed(y).co[0]).abs().max() > 1e-3, mode
+    # per-image statistics are instance statistics; running stats average them
+    bn = apart.decoder.stages[0].fpn.conv[1]
+    assert bn.per_image and bn.num_batches_tracked > 0
+    feats = torch.randn(2, 4, 5, 5) * 3 + 2
+    from dmt_core.model.layers import GroupBatchNorm2d
+
+    norm = GroupBatchNorm2d(4, momentum=1.0)
+    norm.per_image = True
+    out = norm.train()(feats)
+    torch.testing.assert_close(out, torch.nn.functional.instance_norm(feats, eps=norm.eps))
+    torch.testing.assert_close(norm.running_mean, feats.mean(dim=(2, 3)).mean(0))
+    with pytest.raises(ValueError, match="bn_scope must be 'group' or 'image'"):
+        DMTConfig.tiny(bn_scope="batch")
+
+
 def test_group_bn_mode_equals_train_mode_batch_norm_without_dropout():
     model = tiny_model(drop_path=0.0, token_dropout=0.0)
     x = group(4, 64)

@@ -88,7 +88,9 @@ class DMT(nn.Module):
         super().__init__()
         cfg = config or DMTConfig.paper()
         self.config = cfg
-        self.encoder = VGG16Encoder(cfg.encoder_widths, trainable=cfg.encoder_trainable)
+        self.encoder = VGG16Encoder(
+            cfg.encoder_widths, trainable=cfg.encoder_trainable, batch_norm=cfg.encoder_bn
+        )
         self.daspp = DASPP(cfg.daspp_dim, cfg.daspp_branch_dim, cfg.daspp_dilations)
         self.r2r = (
             R2R(cfg.daspp_dim, cfg.r2r_heads, cfg.r2r_scales, cfg.r2r_query_side, cfg.drop_path)
@@ -96,10 +98,15 @@ class DMT(nn.Module):
             else None
         )
         self.decoder = DMTDecoder(cfg)
+        for m in self.modules():
+            if isinstance(m, GroupBatchNorm2d):
+                m.per_image = cfg.bn_scope == "image"
         self.set_inference_bn(cfg.bn_inference)
         if pretrained:
             path = None if pretrained is True else pretrained
-            self.encoder.load_torchvision_vgg16(load_vgg16_imagenet(path), source=str(path or ""))
+            self.encoder.load_torchvision_vgg16(
+                load_vgg16_imagenet(path, batch_norm=cfg.encoder_bn), source=str(path or "")
+            )
         if channels_last:
             self.to(memory_format=torch.channels_last)
 

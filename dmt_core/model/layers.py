@@ -15,18 +15,39 @@ from torchvision.ops.misc import Conv2dNormActivation
 
 
 class GroupBatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` with an inference option that uses the batch (group) statistics.
+    """``nn.BatchNorm2d`` whose statistics can be the group's or each image's own.
 
-    A DMT batch is one group of related images. The official test script never calls
-    ``eval()``, so its BatchNorms normalise every group with that group's statistics.
-    With ``use_group_stats = True`` an eval-mode forward does the same (without updating
-    the running statistics, and with dropout off because the model is in eval mode).
-    Training mode is unaffected.
+    A DMT batch is one group of related images, so a plain BatchNorm in training mode
+    mixes the images: its mean and variance are group statistics. That is itself a
+    channel of information between the images (a channel that fires in every image
+    of the group has a different mean and spread than one that fires in a single
+    image), and models trained this way rely on it.
+
+    * ``use_group_stats`` (inference): in eval mode, normalise with the batch's own
+      statistics instead of the running ones, the behaviour of the official test
+      script (which never calls ``eval()``), without updating the running statistics.
+    * ``per_image``: statistics of each image alone, in training and with
+      ``use_group_stats`` (instance normalisation with BN's affine map and running
+      statistics); no information crosses the images through normalisation.
     """
 
     use_group_stats: bool = False
+    per_image: bool = False
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.per_image and (self.training or self.use_group_stats):
+            if self.training and self.num_batches_tracked is not None:
+                self.num_batches_tracked.add_(1)
+            return F.instance_norm(
+                x,
+                self.running_mean if self.training else None,
+                self.running_var if self.training else None,
+                self.weight,
+                self.bias,
+                use_input_stats=True,
+                momentum=self.momentum if self.momentum is not None else 0.1,
+                eps=self.eps,
+            )
         if self.training or not self.use_group_stats:
             return super().forward(x)
         return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
