@@ -188,3 +188,26 @@ def test_errors_name_the_argument(dataset, tmp_path, monkeypatch, capsys):
     ckpt = save_checkpoint(model_checkpoint(model, model.config), tmp_path / "shipped.pt")
     monkeypatch.setitem(P.PRETRAINED, "tiny-test", ckpt)
     assert P.resolve_checkpoint("tiny-test") == ckpt
+
+
+def test_written_files_have_the_usual_permissions(tmp_path):
+    """Atomic writes go through a temporary file, but the result is not 0600."""
+    import os
+
+    from dmt_core.files import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "a.txt", "w") as f:
+            f.write("x")
+        P.write_png(np.zeros((4, 4), np.uint8), tmp_path / "p.png")
+        save_checkpoint({"x": torch.zeros(1)}, tmp_path / "c.pt")
+    finally:
+        os.umask(old)
+    for name in ("a.txt", "p.png", "c.pt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "c.pt", "p.png"]
+    with pytest.raises(RuntimeError), atomic_write(tmp_path / "b.bin") as f:
+        f.write(b"partial")
+        raise RuntimeError("interrupted")
+    assert not (tmp_path / "b.bin").exists() and len(list(tmp_path.iterdir())) == 3
