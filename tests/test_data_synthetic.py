@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -243,3 +244,32 @@ def test_readme_figure(tmp_path):
 
     assert figure_main([str(tmp_path / "f.png"), "--preset", "hard", "--index", "1"]) == 0
     assert Image.open(tmp_path / "f.png").size[0] > 500
+
+
+def test_group_tensors_are_model_ready():
+    from dmt_core.data.synthetic import Generator, preset_config
+    from dmt_core.data.train import denormalize
+
+    g = Generator(preset_config("test"), 0).group(0)
+    x, m = g.tensors()
+    assert x.shape == (len(g.images), 3, 128, 128) and m.shape == (len(g.images), 1, 128, 128)
+    back = (denormalize(x[0]).permute(1, 2, 0).numpy() * 255).round()
+    assert np.abs(back - g.images[0].image).max() <= 1
+    assert torch.equal(m[0, 0].bool(), torch.from_numpy(g.images[0].mask))
+    x96, m96 = g.tensors(96)
+    assert x96.shape[-1] == 96 and set(m96.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_render_one_image_with_chosen_objects():
+    from dmt_core.data.synthetic import Generator, preset_config
+
+    gen = Generator(preset_config("test"), 1)
+    im = gen.render([(3, "target"), (7, "distractor")], seed=5)
+    assert [(o["category"], o["role"]) for o in im.objects] == [(3, "target"), (7, "distractor")]
+    assert np.array_equal(im.mask, im.labels == 1) and (im.labels == 2).any()
+    again = gen.render([(3, "target"), (7, "distractor")], seed=5)
+    assert np.array_equal(im.image, again.image)
+    with pytest.raises(ValueError, match="category 99 out of range"):
+        gen.render([(99, "target")])
+    with pytest.raises(ValueError, match="role must be"):
+        gen.render([(1, "hero")])

@@ -298,6 +298,28 @@ class SynthGroup:
     companion: int
     images: list[SynthImage] = field(default_factory=list)
 
+    def tensors(self, size: int | None = None) -> tuple[Any, Any]:
+        """The group ready for the model: ``(images, masks)``.
+
+        images (N, 3, S, S) float, ImageNet-normalised; masks (N, 1, S, S) float in
+        {0, 1}; ``S = size`` (bilinear resize of the images, nearest of the masks) or
+        the rendered size.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        from .train import normalize
+
+        if not self.images:
+            raise ValueError(f"group {self.name} has no images")
+        x = torch.from_numpy(np.stack([im.image for im in self.images])).permute(0, 3, 1, 2)
+        m = torch.from_numpy(np.stack([im.mask for im in self.images]))[:, None].float()
+        x = x.float() / 255.0
+        if size is not None and size != x.shape[-1]:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+            m = F.interpolate(m, size=(size, size), mode="nearest")
+        return normalize(x), m
+
 
 class Generator:
     """Renders groups of a :class:`SynthConfig` (``Generator(cfg, seed).group(i)``)."""
@@ -532,6 +554,25 @@ class Generator:
         raise RuntimeError(
             f"could not place {n} objects in a {s}px image; lower object_scale or distractors"
         )
+
+    def render(self, objects: list[tuple[int, str]], seed: int = 0) -> SynthImage:
+        """One image holding ``objects`` ((category id, role) pairs), for experiments.
+
+        The mask covers the objects whose role is ``"target"``; ``labels`` tells every
+        object's pixels apart, so the same image can serve as a member of different
+        groups (see the quickstart notebook). Deterministic in ``(seed, objects)``.
+        """
+        for cid, role in objects:
+            if not 0 <= cid < len(self.categories):
+                raise ValueError(f"category {cid} out of range [0, {len(self.categories)})")
+            if role not in ("target", "companion", "distractor"):
+                raise ValueError(f"role must be target, companion or distractor, got {role!r}")
+        s = self.cfg.size
+        rng = np.random.default_rng(
+            np.random.SeedSequence([self.seed, self.cfg.stream, 104729, seed])
+        )
+        tile = (rng.random((2 * s, 2 * s, 3), dtype=np.float32) - 0.5) * 20.0
+        return self.image(rng, list(objects), tile)
 
     def group(self, index: int) -> SynthGroup:
         """Group ``index``: depends only on (seed, stream, index)."""
