@@ -9,6 +9,15 @@ probs = out.co.sigmoid()     # (N, 1, H, W)
 from .config import DMTConfig
 from .convert import convert_official_state_dict
 from .model import DMT, DMTOutput, StageMaps
+from .pretrained import load_pretrained, pretrained_card
 
 __version__ = "0.1.0"
-__all__ = ["DMT", "DMTConfig", "DMTOutput", "StageMaps", "convert_official_state_dict"]
+__all__ = [
+    "DMT",
+    "DMTConfig",
+    "DMTOutput",
+    "StageMaps",
+    "convert_official_state_dict",
+    "load_pretrained",
+    "pretrained_card",
+]

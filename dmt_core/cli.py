@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dmt_core.train",
     "dmt_core.predict",
     "dmt_core.evaluate",
+    "dmt_core.pretrained",
 )
 
 

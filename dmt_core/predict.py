@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,10 +37,9 @@ from .checkpoint import load_model
 from .config import DMTConfig
 from .data.groups import GroupDataset
 from .data.inference import InferenceGroups, chunk_indices, resize_to_original, to_uint8
+from .files import atomic_write
+from .pretrained import PRETRAINED, pretrained_path
 from .runtime import DEVICES, amp_dtype, select_device
-
-#: shipped pretrained models: name -> checkpoint file (none shipped yet)
-PRETRAINED: dict[str, Path] = {}
 
 BN_MODES = ("running", "group")
 
@@ -54,12 +52,13 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
     """
     key = str(name_or_path)
     if key in PRETRAINED:
-        return PRETRAINED[key]
+        return pretrained_path(key)
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path
-    known = f"; shipped models: {sorted(PRETRAINED)}" if PRETRAINED else ""
-    raise FileNotFoundError(f"checkpoint {key!r}: no such file{known}")
+    raise FileNotFoundError(
+        f"checkpoint {key!r}: no such file; shipped models: {', '.join(sorted(PRETRAINED))}"
+    )
 
 
 @dataclass
@@ -109,14 +108,8 @@ def write_png(array: np.ndarray, path: Path, compress_level: int = 1) -> None:
     Compression level 1 (of 9): lossless like any level, several times faster to encode
     than PIL's default 6, files a little larger.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(array, mode="L").save(f, format="PNG", compress_level=compress_level)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        Image.fromarray(array, mode="L").save(f, format="PNG", compress_level=compress_level)
 
 
 def _last_owner(n: int, max_num: int) -> list[int]:
@@ -325,8 +318,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--checkpoint",
         required=True,
-        help="checkpoint file (dmt train / dmt convert-official)"
-        + (f" or a shipped model: {', '.join(sorted(PRETRAINED))}" if PRETRAINED else ""),
+        help="checkpoint file (dmt train / dmt convert-official) or a shipped model: "
+        + ", ".join(sorted(PRETRAINED)),
     )
     p.add_argument(
         "--data", type=Path, required=True, help="dataset folder, any layout (masks optional)"

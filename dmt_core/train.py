@@ -27,6 +27,7 @@ import dataclasses
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import time
@@ -89,6 +90,7 @@ class TrainOptions:
     ckpt_every: int = 500
     pretrained: bool | None = None
     quiet: bool = False
+    command: str = ""  # the command line that started the run (recorded in options.json)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -571,6 +573,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         synthesis=args.synthesis,
         ckpt_every=args.ckpt_every,
         pretrained=args.pretrained,
+        command=shlex.join(["dmt", *sys.argv[1:]]) if sys.argv[1:2] == ["train"] else "",
     )
     try:
         summary = train(opts)

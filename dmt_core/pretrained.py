@@ -1,0 +1,220 @@
+"""Models shipped with the project: ``load_pretrained("tiny-synthetic")``.
+
+A shipped model is two files in ``data/pretrained/`` of the repository:
+
+    NAME.pt     a weights-only checkpoint: {"format", "model", "config", ...}
+    NAME.json   its card: config, the command that reproduces it, the commit it was
+                trained at, the training time and its metrics on the synthetic sets
+
+``tiny-synthetic`` is the tiny preset trained on the built-in synthetic benchmark; it
+lets the notebooks show what a *trained* DMT does, in seconds, on a CPU, offline.
+Weights are stored in float16 to keep the file small and loaded back as float32
+(the card's metrics were measured with exactly these rounded weights).
+
+The folder is found in this order: ``$DMT_PRETRAINED_DIR``, then ``data/pretrained``
+beside the package (a clone of the repository, installed with ``pip install -e .``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import load_model
+
+#: shipped model name -> one-line description
+PRETRAINED: dict[str, str] = {
+    "tiny-synthetic": "the tiny preset trained on the synthetic co-saliency benchmark (CPU)",
+}
+
+#: where a clone of the repository keeps the shipped models
+REPO_PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "data" / "pretrained"
+
+
+def pretrained_dir() -> Path:
+    """The folder that holds the shipped models (``$DMT_PRETRAINED_DIR`` or the repo's)."""
+    env = os.environ.get("DMT_PRETRAINED_DIR")
+    return Path(env).expanduser() if env else REPO_PRETRAINED_DIR
+
+
+def _check_name(name: str) -> None:
+    if name not in PRETRAINED:
+        raise ValueError(f"unknown pretrained model {name!r}; shipped models: {sorted(PRETRAINED)}")
+
+
+def pretrained_path(name: str) -> Path:
+    """The checkpoint file of a shipped model; a clear error when it is not there."""
+    _check_name(name)
+    path = pretrained_dir() / f"{name}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained model {name!r}: {path} does not exist. It ships in the repository's "
+            f"data/pretrained/ folder: install from a clone (git clone ...; pip install -e .) "
+            f"or set DMT_PRETRAINED_DIR to a folder holding {name}.pt and {name}.json"
+        )
+    return path
+
+
+def pretrained_card(name: str = "tiny-synthetic") -> dict[str, Any]:
+    """The JSON card of a shipped model (config, command, commit, time, metrics)."""
+    path = pretrained_path(name).with_suffix(".json")
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained model {name!r}: its card {path} does not exist")
+    return json.loads(path.read_text())
+
+
+def load_pretrained(
+    name: str = "tiny-synthetic", device: str | torch.device = "cpu"
+) -> torch.nn.Module:
+    """A shipped model in eval mode, float32, on ``device``.
+
+    >>> model = load_pretrained("tiny-synthetic")
+    >>> probs = model.predict(images)   # images: (N, 3, 128, 128), one group
+    """
+    model, _ = load_model(pretrained_path(name))
+    return model.to(device).eval()
+
+
+# ----------------------------------------------------------------- making a shipped model
+#: the synthetic sets a card reports: name -> (preset, groups, seed)
+CARD_SETS: dict[str, tuple[str, int | None, int]] = {
+    "test": ("test", 20, 1),
+    "hard": ("hard", None, 2),
+}
+#: the small set the regression test re-evaluates (first groups of the card's test set)
+GUARD_SET = ("test", 6, 1)
+
+
+def _git_commit(repo: Path) -> str:
+    import subprocess
+
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "")
+
+
+def synthetic_sm(
+    model: torch.nn.Module, preset: str, groups: int | None, seed: int, work: Path
+) -> dict[str, float]:
+    """Overall metrics of ``model`` on a synthetic set generated into ``work``."""
+    from .data.synthetic import write_benchmark
+    from .evaluate import evaluate
+    from .predict import predict_folder
+
+    data = work / f"{preset}_{seed}_{groups}"
+    if not data.exists():
+        write_benchmark(data, preset, groups=groups, seed=seed)
+    pred = work / f"pred_{data.name}"
+    predict_folder(model, data, pred, device="cpu", progress=False)
+    return {k: round(float(v), 5) for k, v in evaluate(pred, data, progress=False).overall.items()}
+
+
+def export_pretrained(
+    run_dir: str | os.PathLike, name: str, out_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """Ship ``RUN_DIR/final.pt`` as ``OUT_DIR/NAME.pt`` (float16 weights) with its card.
+
+    The card records the config, the commands that reproduce the model, the commit,
+    the training time and the metrics of the *shipped* (float16-rounded) weights on the
+    synthetic ``test`` (20 groups, seed 1) and ``hard`` (seed 2) sets, plus the guard
+    set's S-measure that ``tests/test_pretrained.py`` re-checks.
+    """
+    import datetime
+    import hashlib
+    import platform
+    import tempfile
+
+    from .checkpoint import load_checkpoint, save_checkpoint
+
+    _check_name(name)
+    run = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else REPO_PRETRAINED_DIR
+    ck = load_checkpoint(run / "final.pt")
+    weights = {k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()}
+    path = save_checkpoint(
+        {"format": "dmt_core", "model": weights, "config": ck["config"], "origin": name},
+        out / f"{name}.pt",
+    )
+    model, _ = load_model(path)
+    with tempfile.TemporaryDirectory(prefix="dmt-card-") as tmp:
+        metrics = {
+            key: synthetic_sm(model, preset, groups, seed, Path(tmp))
+            for key, (preset, groups, seed) in CARD_SETS.items()
+        }
+        guard = synthetic_sm(model, *GUARD_SET, Path(tmp))
+    options = json.loads((run / "options.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    commands = [
+        f"dmt synth {d} --preset train --seed {options['seed']}" for d in options["train_data"]
+    ]
+    commands.append(options.get("command") or "(recorded by the Python API: see options)")
+    commands.append(f"dmt export-pretrained {run} --name {name}")
+    card = {
+        "name": name,
+        "description": PRETRAINED[name],
+        "file": path.name,
+        "bytes": path.stat().st_size,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "weights_dtype": "float16 (loaded as float32)",
+        "config": ck["config"],
+        "reproduce": commands,
+        "commit": _git_commit(REPO_PRETRAINED_DIR.parents[1]),
+        "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "training": {
+            "steps": summary["steps"],
+            "seconds": summary["elapsed_s"],
+            "images_per_s": summary["images_per_s"],
+            "val": summary["val"],
+            "options": options,
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+        },
+        "metrics": {
+            key: {"set": dict(zip(("preset", "groups", "seed"), spec, strict=True)), **metrics[key]}
+            for key, spec in CARD_SETS.items()
+        },
+        "guard": {
+            "set": dict(zip(("preset", "groups", "seed"), GUARD_SET, strict=True)),
+            "Sm": guard["Sm"],
+        },  # fmt: skip
+    }
+    (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def _cmd_export(args: Any) -> int:
+    card = export_pretrained(args.run, args.name, args.out_dir)
+    m = card["metrics"]
+    print(
+        f"wrote {card['file']} ({card['bytes'] / 1e6:.1f} MB) and its card; "
+        f"S-measure test {m['test']['Sm']:.4f}, hard {m['hard']['Sm']:.4f}"
+    )
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``export-pretrained`` to the ``dmt`` command."""
+    p = subparsers.add_parser(
+        "export-pretrained",
+        help="ship a training run as a named pretrained model (float16 weights + JSON card)",
+    )
+    p.add_argument("run", type=Path, help="training run folder (holds final.pt, options.json)")
+    p.add_argument("--name", required=True, choices=sorted(PRETRAINED))
+    p.add_argument("--out-dir", type=Path, default=None, help="default: data/pretrained")
+    p.set_defaults(func=_cmd_export)
