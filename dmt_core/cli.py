@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dmt_core.predict",
     "dmt_core.evaluate",
     "dmt_core.pretrained",
+    "dmt_core.backbone",
 )
 
 

@@ -1,8 +1,9 @@
 """Model configuration: one dataclass, two presets, a YAML round trip.
 
 ``DMTConfig.paper()`` is the CVPR 2023 architecture (VGG16 widths, hidden size 256);
-``DMTConfig.tiny()`` is a CPU preset, a quarter of the widths at 128x128, that trains
-on a laptop in minutes. Every ablation switch is on by default.
+``DMTConfig.tiny()`` is a CPU preset, a quarter of the VGG widths with BatchNorm and a
+hidden size of 32 at 128x128, that trains on a laptop in minutes. Every ablation switch
+is on by default.
 """
 
 from __future__ import annotations
@@ -146,16 +147,27 @@ class DMTConfig:
 
     @classmethod
     def tiny(cls, **overrides: Any) -> DMTConfig:
-        """A CPU preset: quarter VGG widths, hidden size 64, 128x128 input, all trainable."""
+        """A CPU preset (1.7 M parameters) that learns the synthetic benchmark in minutes.
+
+        A quarter of the VGG16 widths with BatchNorm, hidden width 32, 128x128 input, no
+        dropout or DropPath (a few minutes of training does not overfit), the encoder
+        pretrained on synthetic object categories (:mod:`dmt_core.backbone`, the stand-in
+        for ImageNet) with only conv5_3 fine-tuned as in the paper, and the group's own
+        BatchNorm statistics at inference, as in training.
+        """
         base: dict[str, Any] = dict(
             encoder_widths=(16, 32, 64, 128, 128),
-            hidden_dim=64,
+            encoder_bn=True,
+            hidden_dim=32,
             num_heads=4,
             token_ffn_dim=128,
             r2r_heads=4,
             input_size=128,
-            encoder_trainable="all",
-            pretrained_backbone=False,
+            drop_path=0.0,
+            token_dropout=0.0,
+            encoder_trainable="last",
+            pretrained_backbone=True,
+            bn_inference="group",
         )
         base.update(overrides)
         return cls(**base)

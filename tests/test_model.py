@@ -168,9 +168,12 @@ def test_images_of_a_group_influence_each_other():
     y[1] = torch.randn_like(y[1])
     with torch.no_grad():
         assert (model(x).co[0] - model(y).co[0]).abs().max() > 1e-4
-    solo = tiny_model(use_r2r=False, use_cot2t=False).eval()
-    with torch.no_grad():  # without both, eval-mode images are independent
+    solo = tiny_model(use_r2r=False, use_cot2t=False, bn_inference="running").eval()
+    with torch.no_grad():  # without both, and with running BN statistics: independent
         torch.testing.assert_close(solo(x).co[0], solo(y).co[0], atol=1e-5, rtol=1e-5)
+    solo.set_inference_bn("group")  # the group's BN statistics are a path of their own
+    with torch.no_grad():
+        assert (solo(x).co[0] - solo(y).co[0]).abs().max() > 1e-4
 
 
 def test_bn_scope_image_keeps_the_images_apart_in_training_and_group_inference():
@@ -292,7 +295,7 @@ def test_capture_attention_keeps_maps(tiny):
             tiny(group(3, 64))
         ctp2t = tiny.decoder.stages[0].tokens.ctp2t.cross_attn
         assert ctp2t.last_attention.shape == (3, 4, 2, 16)  # (N, heads, tokens, h6*w6)
-        assert ctp2t.last_gate.shape == (3, 2, 64)
+        assert ctp2t.last_gate.shape == (3, 2, tiny.config.hidden_dim)  # (N, tokens, C)
         r2r = tiny.r2r.attention.last_attention
         assert r2r.shape == (1, 4, 3 * 16, 3 * 46)  # (1, heads, N*h*w, N*46 regions)
         gather = tiny.decoder.stages[0].tokens.cot2t.gather.last_attention

@@ -90,7 +90,7 @@ def test_one_png_per_image_at_original_size(dataset, tmp_path, monkeypatch):
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*"))
     assert "34 predictions" in str(summary)
     # the model comes back as it was
-    assert model.training and model.config.bn_inference == "running"
+    assert model.training and model.config.bn_inference == DMTConfig.tiny().bn_inference
 
 
 def test_backfilled_chunk_prediction_wins(dataset, tmp_path, monkeypatch):
@@ -184,9 +184,10 @@ def test_errors_name_the_argument(dataset, tmp_path, monkeypatch, capsys):
     args = ["predict", "--checkpoint", "tiny-nothing", "--data", str(dataset), "--out", "x"]
     assert main(args) == 2
     assert "tiny-nothing" in capsys.readouterr().err
-    # a shipped model is a name in PRETRAINED
-    ckpt = save_checkpoint(model_checkpoint(model, model.config), tmp_path / "shipped.pt")
-    monkeypatch.setitem(P.PRETRAINED, "tiny-test", ckpt)
+    # a shipped model is a name in PRETRAINED, its file in the pretrained folder
+    ckpt = save_checkpoint(model_checkpoint(model, model.config), tmp_path / "tiny-test.pt")
+    monkeypatch.setitem(P.PRETRAINED, "tiny-test", "a test model")
+    monkeypatch.setenv("DMT_PRETRAINED_DIR", str(tmp_path))
     assert P.resolve_checkpoint("tiny-test") == ckpt
 
 

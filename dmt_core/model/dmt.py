@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from ..config import DMTConfig
 from .daspp import DASPP
 from .decoder import DMTDecoder
-from .encoder import VGG16Encoder, load_vgg16_imagenet
+from .encoder import VGG16Encoder
 from .layers import GroupBatchNorm2d, check_group
 from .r2r import R2R
 from .tgfr import StageMaps
@@ -68,9 +68,11 @@ class DMT(nn.Module):
 
     Args:
         config: the architecture (``DMTConfig.paper()`` or ``DMTConfig.tiny()``).
-        pretrained: ``True`` loads torchvision's ImageNet VGG16 into the encoder (paper
-            widths only; offline, the error says where to put the file), a path loads a
-            local ``vgg16-397923af.pth``, ``False`` keeps the random init.
+        pretrained: ``True`` loads the pretrained encoder that fits the config:
+            torchvision's ImageNet VGG16 (or VGG16-BN) for the paper widths (offline, the
+            error says where to put the file), the shipped synthetic backbone for the
+            tiny preset (:mod:`dmt_core.backbone`); a path loads a local weights file;
+            ``False`` keeps the random init.
         channels_last: keep conv weights and activations channels-last (faster on CPU
             and with GPU mixed precision; outputs equal up to float rounding).
 
@@ -103,10 +105,11 @@ class DMT(nn.Module):
                 m.per_image = cfg.bn_scope == "image"
         self.set_inference_bn(cfg.bn_inference)
         if pretrained:
+            from ..backbone import load_backbone
+
             path = None if pretrained is True else pretrained
-            self.encoder.load_torchvision_vgg16(
-                load_vgg16_imagenet(path, batch_norm=cfg.encoder_bn), source=str(path or "")
-            )
+            state = load_backbone(cfg.encoder_widths, cfg.encoder_bn, path)
+            self.encoder.load_torchvision_vgg16(state, source=str(path or ""))
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
