@@ -91,10 +91,12 @@ def plot_group(
     imgs = _to_list(images)[:max_images]
     if not imgs:
         raise ValueError("plot_group: no images")
+    # labels of the rows present, the defaults filling any not given
+    labels = [*row_labels, *("image", "mask", "prediction")[len(row_labels) :]]
     rows: list[tuple[str, list[np.ndarray], bool]] = [
-        (row_labels[0], [_image_hwc(x, normalized) for x in imgs], False)
+        (labels[0], [_image_hwc(x, normalized) for x in imgs], False)
     ]
-    for label, maps in ((row_labels[1], masks), (row_labels[2], preds)):
+    for label, maps in ((labels[1], masks), (labels[2], preds)):
         if maps is not None:
             lst = _to_list(maps)[: len(imgs)]
             if len(lst) != len(imgs):

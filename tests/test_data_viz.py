@@ -37,3 +37,15 @@ def test_pil_and_arrays():
 def test_length_mismatch():
     with pytest.raises(ValueError, match="2 images but 1 mask"):
         plot_group(torch.rand(2, 3, 8, 8), torch.rand(1, 1, 8, 8))
+
+
+def test_plot_group_takes_fewer_row_labels_than_rows_it_could_draw():
+    import numpy as np
+
+    from dmt_core.viz import plot_group
+
+    imgs = np.zeros((2, 8, 8, 3), np.uint8)
+    fig = plot_group(imgs, np.zeros((2, 8, 8)), row_labels=("photo", "truth"))
+    assert [ax.get_ylabel() for ax in fig.axes[::2]] == ["photo", "truth"]
+    fig = plot_group(imgs, preds=np.ones((2, 8, 8)), row_labels=("photo",))
+    assert [ax.get_ylabel() for ax in fig.axes[::2]] == ["photo", "prediction"]
