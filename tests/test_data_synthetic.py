@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-import torch
 import pytest
+import torch
 from PIL import Image
 
 from dmt_core.cli import main
