@@ -201,7 +201,7 @@ def pretrain_tiny_backbone(
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from .checkpoint import save_checkpoint
-    from .pretrained import _git_commit
+    from .runtime import git_commit
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -217,7 +217,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
             "layout": "torchvision vgg16_bn().features state dict, float16",
             "command": f"dmt pretrain-backbone --out {args.out} --images {args.images} "
             f"--seed {args.seed}",
-            "commit": _git_commit(Path(__file__).resolve().parents[1]),
+            "commit": git_commit(Path(__file__).resolve().parents[1]),
             "torch": torch.__version__,
             "cpus": os.cpu_count(),
         }

@@ -1,6 +1,10 @@
-"""Where and in which precision to run: device selection and the autocast dtype."""
+"""Where and in which precision to run (device selection, the autocast dtype), and the
+code version a result was produced with (:func:`git_commit`)."""
 
 from __future__ import annotations
+
+import subprocess
+from pathlib import Path
 
 import torch
 
@@ -30,3 +34,24 @@ def amp_dtype(device: torch.device) -> torch.dtype:
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return torch.float16
     return torch.bfloat16
+
+
+def git_commit(repo: Path) -> str:
+    """HEAD of the git checkout at ``repo`` (``-dirty`` with uncommitted changes to tracked
+    files), or ``"unknown"`` outside a checkout."""
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "")

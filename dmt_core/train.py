@@ -46,7 +46,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PRESETS, DMTConfig
 from .loss import dmt_loss
 from .model import DMT
-from .runtime import DEVICES, amp_dtype, select_device
+from .runtime import DEVICES, amp_dtype, git_commit, select_device
 
 #: preset -> default training options (the paper's; the tiny preset learns from scratch)
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -520,6 +520,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             "val": val_metrics,
             "val_groups": held_out or (opts.val_data and "val_data"),
             "images_per_s": _images_per_s(run / "log.jsonl"),
+            "commit": git_commit(Path(__file__).resolve().parents[1]),
         }
         (run / "summary.json").write_text(json.dumps(summary, indent=2))
     if log is not None:
