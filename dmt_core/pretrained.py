@@ -25,10 +25,13 @@ from typing import Any
 import torch
 
 from .checkpoint import load_model
+from .runtime import git_commit
 
 #: shipped model name -> one-line description
 PRETRAINED: dict[str, str] = {
     "tiny-synthetic": "the tiny preset trained on the synthetic co-saliency benchmark (CPU)",
+    "tiny-synthetic-single-image": "the same, with no path between the images of a group "
+    "(no R2R, no CoT2T, per-image BatchNorm statistics): the single-image baseline",
 }
 
 #: where a clone of the repository keeps the shipped models
@@ -87,27 +90,6 @@ CARD_SETS: dict[str, tuple[str, int | None, int]] = {
 }
 #: the small set the regression test re-evaluates (first groups of the card's test set)
 GUARD_SET = ("test", 6, 1)
-
-
-def _git_commit(repo: Path) -> str:
-    import subprocess
-
-    try:
-        sha = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return sha + ("-dirty" if dirty else "")
 
 
 def synthetic_sm(
@@ -175,7 +157,8 @@ def export_pretrained(
         "weights_dtype": "float16 (loaded as float32)",
         "config": ck["config"],
         "reproduce": commands,
-        "commit": _git_commit(REPO_PRETRAINED_DIR.parents[1]),
+        # the commit the run recorded when it ended (older runs: the one exported from)
+        "commit": summary.get("commit") or git_commit(REPO_PRETRAINED_DIR.parents[1]),
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "training": {
             "steps": summary["steps"],
