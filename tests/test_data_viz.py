@@ -49,3 +49,15 @@ def test_plot_group_takes_fewer_row_labels_than_rows_it_could_draw():
     assert [ax.get_ylabel() for ax in fig.axes[::2]] == ["photo", "truth"]
     fig = plot_group(imgs, preds=np.ones((2, 8, 8)), row_labels=("photo",))
     assert [ax.get_ylabel() for ax in fig.axes[::2]] == ["photo", "prediction"]
+
+
+def test_readme_figure_with_a_shipped_models_predictions(tmp_path):
+    from dmt_core.data.figure import main
+
+    out = tmp_path / "f.png"
+    assert main([str(out), "--model", "tiny-synthetic", "--seed", "1"]) == 0
+    assert out.stat().st_size > 10_000
+    from dmt_core.data.figure import synthetic_group_figure
+
+    fig = synthetic_group_figure("test", 0, 1, max_images=4, model="tiny-synthetic")
+    assert len(fig.axes) == 12 and fig.axes[8].get_ylabel() == "DMT"
