@@ -124,6 +124,7 @@ def bench_args(doc: str, quick_help: str, reps: int, child_fn) -> argparse.Names
     ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--reps", type=int, default=reps)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--presets", nargs="+", default=["tiny", "paper"], choices=["tiny", "paper"])
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -142,12 +143,13 @@ def main() -> None:
         f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
         f"{os.cpu_count()} CPUs, {args.threads} threads\n"
     )
-    vgg_ratio(args.reps)
+    if "paper" in args.presets:
+        vgg_ratio(args.reps)
     groups = (1, 5) if args.quick else (1, 5, 8, 25)
     sizes = (128,) if args.quick else (128, 256)
     print("| preset | size | group | images/s | s/forward | peak RSS (MB) | forward peak (MB) |")
     print("|---|---|---|---|---|---|---|")
-    for preset in ("tiny", "paper"):
+    for preset in args.presets:
         for size in sizes:
             for group in groups:
                 reps = (

@@ -60,8 +60,8 @@ def main() -> None:
     args = bench_args(__doc__, "tiny preset only", 3, one_config)
     if args is None:
         return
-    configs = [("tiny", g, 128) for g in (4, 8)]
-    if not args.quick:
+    configs = [("tiny", g, 128) for g in (4, 8)] if "tiny" in args.presets else []
+    if not args.quick and "paper" in args.presets:
         configs += [("paper", 4, 128), ("paper", 8, 256)]
     print(f"torch {torch.__version__}, {args.threads} threads, best of {args.reps}\n")
     print("| preset | size | group | step (s) | VGG16 fwd (s) | ratio | images/s | peak RSS (MB) "
