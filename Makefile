@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.dmt-installed
 TORCH_SPEC ?= torch torchvision
 PYTEST_ARGS ?=
 
-.PHONY: venv tutorial demo test test-fast lint bench lab clean
+.PHONY: venv tutorial notebooks demo test lint bench lab clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,20 +17,29 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## the main job: the tutorial on the built-in synthetic data (CPU)
+LINTED := dmt_core tests benchmarks notebooks
+
+## the main job: the whole notebook series on the built-in synthetic data (papermill,
+## CPU, ~8 min) -> runs/tutorial/ (executed notebooks, summary.md, summary.json)
 tutorial: $(STAMP)
+	$(PY) notebooks/run_series.py --out runs/tutorial
+
+## re-execute the notebooks in place and store their outputs (what GitHub shows)
+notebooks: $(STAMP)
+	$(PY) notebooks/run_series.py --in-place
+
+## a one-minute smoke test of both model presets on random input
+demo: $(STAMP)
 	$(PY) -m dmt_core demo
 
-demo: tutorial
-
-## lint + the whole test suite (what CI runs)
+## lint + the whole test suite: package tests, notebooks under nbval (what CI runs)
 test: $(STAMP)
-	$(VENV)/bin/ruff check dmt_core tests benchmarks
+	$(VENV)/bin/ruff check $(LINTED)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check dmt_core tests benchmarks
-	$(VENV)/bin/ruff format --check dmt_core tests benchmarks
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_inference.py

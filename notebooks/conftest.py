@@ -1,0 +1,25 @@
+"""nbval runs of the notebooks (``make test``): shrink the work through the environment.
+
+Every notebook's ``parameters`` cell reads its defaults from ``DMT_NB_*`` variables, so
+the same notebooks that ``make notebooks`` executes at full size run here in seconds.
+Values already set in the environment win (e.g. ``DMT_NB_MAX_STEPS=50 make test``).
+Kernels inherit this process's environment when nbval starts them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+QUICK = {
+    "DMT_NB_MAX_STEPS": "12",  # 06: optimisation steps
+    "DMT_NB_TIME_BUDGET": "60",  # 06: seconds, an upper bound next to the steps
+    "DMT_NB_TRAIN_GROUPS": "12",  # 06: synthetic training groups
+    "DMT_NB_TEST_GROUPS": "4",  # 07: synthetic test groups
+    "DMT_NB_MAX_GROUP": "8",  # 02: largest group of the cost plot
+    "DMT_NB_DEVICE": "cpu",
+}
+
+for key, value in QUICK.items():
+    os.environ.setdefault(key, value)
+os.environ.setdefault("DMT_NB_OUTPUT_DIR", tempfile.mkdtemp(prefix="dmt-nbval-"))
