@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import REFERENCE_DIR
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
-
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE_DIR = Path(os.environ.get("DMT_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ def official_sd(reference):
 
 
 def test_every_official_key_maps_to_a_distinct_model_key(reference, official_sd):
-    from conftest import REFERENCE_DIR
+    from helpers import REFERENCE_DIR
 
     shapes = json.loads((REFERENCE_DIR / "official_state_dict_shapes.json").read_text())
     assert len(shapes) == 737
