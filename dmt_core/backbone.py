@@ -200,15 +200,13 @@ def pretrain_tiny_backbone(
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from .checkpoint import save_checkpoint
+    from .checkpoint import half_weights, save_checkpoint
     from .runtime import git_commit
 
     if args.threads:
         torch.set_num_threads(args.threads)
     encoder, report = pretrain_tiny_backbone(args.images, args.batch_size, args.lr, args.seed)
-    weights = {
-        k: v.half() if v.is_floating_point() else v for k, v in to_torchvision_keys(encoder).items()
-    }
+    weights = half_weights(to_torchvision_keys(encoder))
     path = save_checkpoint(weights, args.out)
     report.update(
         {

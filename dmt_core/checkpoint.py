@@ -44,6 +44,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         ) from e
 
 
+def half_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Floating-point tensors in float16 (shipped files); integer buffers unchanged."""
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def model_checkpoint(model: torch.nn.Module, config: DMTConfig, **extra: Any) -> dict[str, Any]:
     """The minimal project checkpoint: ``{"model": state_dict, "config": dict, ...}``."""
     return {"format": "dmt_core", "model": model.state_dict(), "config": config.to_dict(), **extra}

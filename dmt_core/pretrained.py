@@ -123,13 +123,13 @@ def export_pretrained(
     import platform
     import tempfile
 
-    from .checkpoint import load_checkpoint, save_checkpoint
+    from .checkpoint import half_weights, load_checkpoint, save_checkpoint
 
     _check_name(name)
     run = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else REPO_PRETRAINED_DIR
     ck = load_checkpoint(run / "final.pt")
-    weights = {k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()}
+    weights = half_weights(ck["model"])
     path = save_checkpoint(
         {"format": "dmt_core", "model": weights, "config": ck["config"], "origin": name},
         out / f"{name}.pt",
