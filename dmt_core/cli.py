@@ -2,12 +2,19 @@
 
 Subcommands live beside the code they drive: this file holds the model commands and
 imports the ``register(subparsers)`` of every module listed in :data:`COMMAND_MODULES`.
+
+Errors: every expected failure (file system, decoding, checkpoint, configuration,
+divergence, a folder in use) ends in one ``dmt COMMAND: error: ...`` line naming the
+file or argument, sometimes a second line on what to do, and exit status 2.
+``--debug`` (any subcommand) or ``DMT_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -115,16 +122,112 @@ def build_parser() -> argparse.ArgumentParser:
 
     for mod in COMMAND_MODULES:
         importlib.import_module(mod).register(sub)
+    _add_common_options(parser, top=True)
+    for leaf in _leaf_parsers(sub):
+        _add_common_options(leaf, top=False)
     return parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of pixels, got {text!r}")
+    return value
+
+
+def _add_common_options(p: argparse.ArgumentParser, top: bool) -> None:
+    """``--debug`` and ``--max-pixels``, before or after the subcommand."""
+    default: dict = {} if top else {"default": argparse.SUPPRESS}
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the full traceback of an error (also: DMT_DEBUG=1)",
+        **default,
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        metavar="N",
+        help="decode images of at most N pixels (default 178,956,970, Pillow's guard "
+        "against decompression bombs; also: DMT_MAX_PIXELS)",
+        **({"default": None} if top else default),
+    )
+
+
+def _leaf_parsers(sub: argparse._SubParsersAction) -> list[argparse.ArgumentParser]:
+    """The parsers of every subcommand (``data check``, not ``data``)."""
+    out = []
+    for p in dict.fromkeys(sub.choices.values()):
+        nested = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        out += _leaf_parsers(nested[0]) if nested else [p]
+    return out
+
+
+#: the errors that a user's input or machine causes (the rest are bugs: a traceback)
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,  # bad values, undecodable images, checkpoints and JSON (UnicodeError too)
+    OSError,  # missing, unreadable, unwritable files, folders in the way, a full disk
+    FloatingPointError,  # training diverged
+    MemoryError,
+)
+
+_OS_HINTS = {
+    PermissionError: "check the permissions, or choose another location",
+    IsADirectoryError: "a folder is where a file is expected",
+    NotADirectoryError: "a file is where a folder is expected",
+    FileExistsError: "a file is in the way of a folder of that name",
+}
+
+
+def _expected(e: BaseException) -> bool:
+    from .files import InUseError
+
+    oom = type(e).__name__ == "OutOfMemoryError"  # torch.cuda.OutOfMemoryError
+    return isinstance(e, EXPECTED_ERRORS + (InUseError,)) or oom
+
+
+def format_error(command: str, e: BaseException) -> str:
+    """One or two lines: what failed (naming the file or argument) and what to do."""
+    head = f"dmt {command}: error: "
+    if type(e).__name__ == "OutOfMemoryError" or isinstance(e, MemoryError):
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "out of memory"
+        return (
+            f"{head}out of memory ({first[:200]})\n  use fewer images per forward pass "
+            "(--max-num), a smaller --input-size, or --device cpu"
+        )
+    if isinstance(e, OSError) and e.filename is not None:
+        what = e.strerror or str(e)
+        where = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "")
+        hint = _OS_HINTS.get(type(e))
+        if e.errno == errno.ENOSPC:
+            hint = "the disk is full: free some space or write elsewhere"
+        elif e.errno == errno.EROFS:
+            hint = "the file system is read-only: write elsewhere"
+        return f"{head}{where}: {what}" + (f"\n  {hint}" if hint else "")
+    text = str(e).strip() or type(e).__name__
+    return head + text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``dmt``; returns the exit status (0 ok, 2 an error, 1 ``data check`` problems)."""
+    from .data.io import set_max_pixels
+
     args = build_parser().parse_args(argv)
+    debug = bool(args.debug) or os.environ.get("DMT_DEBUG", "").strip() not in ("", "0")
+    old_limit = set_max_pixels(args.max_pixels) if args.max_pixels else None
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"dmt {args.command}: error: {e}", file=sys.stderr)
+    except Exception as e:
+        if debug or not _expected(e):
+            raise
+        print(format_error(args.command, e), file=sys.stderr)
         return 2
+    finally:
+        if old_limit is not None:
+            set_max_pixels(old_limit)
 
 
 if __name__ == "__main__":  # pragma: no cover

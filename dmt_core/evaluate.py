@@ -22,6 +22,11 @@ whole dataset gives (up to float rounding).
 Every mask needs ``PRED_DIR/<group>/<stem>.png`` (another image extension with the same
 stem is accepted) of the mask's size; a missing or mis-sized prediction is an error
 that lists the files. Prediction files without a mask are counted and reported, not used.
+Masks smaller than :data:`MIN_SIDE` pixels on a side are refused by name: the metrics
+are undefined or absurd there (a 1x1 image has an E-measure of 4.5e15). When the
+predictions are not all accounted for by the folder's ``dmt_predict.json`` (the record
+``dmt predict`` writes, see :mod:`dmt_core.predict`), the evaluation carries a warning
+that the folder may mix models.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -42,13 +48,15 @@ import py_sod_metrics as sod
 from PIL import Image
 
 from .data.groups import Group, GroupDataset
-from .data.io import is_image_file, load_mask
+from .data.io import is_image_file, load_mask, too_large_error
 from .files import atomic_write
 
 #: the metric names, in table order
 METRIC_KEYS = ("Sm", "maxEm", "meanEm", "adpEm", "maxFm", "meanFm", "adpFm", "wFm", "MAE")
 #: how many problem files an error message lists
 SHOW_PROBLEMS = 5
+#: the smallest mask side (pixels) the metrics are evaluated on
+MIN_SIDE = 8
 
 
 @dataclass
@@ -92,6 +100,7 @@ class Evaluation:
         images: number of evaluated images.
         curves: the dataset-mean PR / F / E curves.
         unused_predictions: prediction files with no mask (not evaluated).
+        warnings: what may make the numbers misleading (e.g. a folder that mixes models).
     """
 
     label: str
@@ -104,6 +113,7 @@ class Evaluation:
     seconds: float = 0.0
     unused_predictions: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self, curves: bool = True) -> dict[str, Any]:
         """The JSON structure: ``overall``, ``groups`` (+ counts), optionally ``curves``."""
@@ -116,6 +126,7 @@ class Evaluation:
             "overall": dict(self.overall),
             "groups": {k: dict(v) for k, v in self.groups.items()},
             "unused_predictions": self.unused_predictions,
+            "warnings": list(self.warnings),
             "seconds": self.seconds,
             "metrics": {
                 "library": f"pysodmetrics {_sod_version()}",
@@ -157,6 +168,8 @@ def _size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             return im.size
+    except Image.DecompressionBombError as e:
+        raise too_large_error(path) from e
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
         raise ValueError(f"{path}: unreadable image ({e})") from e
 
@@ -180,6 +193,7 @@ def pair_files(
         raise FileNotFoundError(f"prediction folder {pred_dir} does not exist")
     missing: list[str] = []
     missized: list[str] = []
+    too_small: list[str] = []
     pairs: list[tuple[Group, list[Path]]] = []
     used = 0
     available = 0
@@ -197,8 +211,16 @@ def pair_files(
             ps, ms = _size(p), _size(mask)
             if ps != ms:
                 missized.append(f"{p} is {ps[0]}x{ps[1]}, its mask {mask} is {ms[0]}x{ms[1]}")
+            if min(ms) < MIN_SIDE:
+                too_small.append(f"{mask} is {ms[0]}x{ms[1]}")
             preds.append(p)
         pairs.append((g, preds))
+    if too_small:
+        raise ValueError(
+            f"{len(too_small)} mask(s) smaller than {MIN_SIDE}x{MIN_SIDE} pixels, too small "
+            "to evaluate (S- and E-measure are undefined or absurd there): leave them out "
+            "of the dataset, e.g.:\n  " + "\n  ".join(too_small[:SHOW_PROBLEMS])
+        )
     if missing or missized:
         parts = []
         if missing:
@@ -221,6 +243,41 @@ def pair_files(
         if p.is_file() and is_image_file(p) and not p.name.startswith(".")
     )
     return pairs, unused - used
+
+
+def provenance_warnings(
+    pred_dir: str | os.PathLike, pairs: Sequence[tuple[Group, list[Path]]]
+) -> list[str]:
+    """Warnings when the predictions used are not all accounted for by ``dmt_predict.json``.
+
+    No record: which model wrote the folder is unknown. A record: the predictions it does
+    not list come from elsewhere (an earlier model, another tool), so the folder mixes
+    sources and the numbers describe no single model.
+    """
+    from .predict import RECORD_NAME, read_record
+
+    pred_dir = Path(pred_dir)
+    used = [p for _, preds in pairs for p in preds]
+    if not used:
+        return []
+    try:
+        record = read_record(pred_dir)
+    except ValueError as e:
+        return [f"{e}; cannot tell which model wrote the predictions"]
+    if record is None:
+        return [
+            f"{pred_dir}: no {RECORD_NAME} (written by dmt predict), so which model wrote "
+            "these predictions is not recorded"
+        ]
+    listed = {(g, s) for g, stems in record.get("groups", {}).items() for s in stems}
+    foreign = [p for p in used if (p.parent.name, p.stem) not in listed]
+    if not foreign:
+        return []
+    return [
+        f"{pred_dir}: {len(foreign)} of {len(used)} predictions were not written by the model "
+        f"its {RECORD_NAME} names (e.g. {foreign[0]}): the folder mixes sources; predict "
+        "into an empty folder"
+    ]
 
 
 def _layout_hint(pred_dir: Path, dataset: GroupDataset, used: int) -> str:
@@ -382,6 +439,7 @@ def evaluate(
         curves=curves,
         seconds=time.perf_counter() - t0,
         unused_predictions=unused,
+        warnings=provenance_warnings(pred_dir, pairs),
     )
 
 
@@ -509,6 +567,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for ev in evals:
         if ev.unused_predictions:
             print(f"note: {ev.pred_dir}: {ev.unused_predictions} prediction file(s) have no mask")
+        for w in ev.warnings:
+            print(f"warning: {w}", file=sys.stderr)
     if args.json is not None:
         data = (
             evals[0].to_dict()

@@ -14,12 +14,24 @@ a final name.
 Images are resized directly to ``input_size`` (bilinear, no crop) and normalised; the
 probabilities ``sigmoid(co)`` (n, 1, S, S) are resized back to each image's
 ``(height, width)`` (bilinear) and rounded to 0..255.
+
+Nothing is written over an input: the prediction folder may not be, contain or lie in
+the dataset folder (after resolving symbolic links). Every prediction folder holds a
+record, ``dmt_predict.json`` (:data:`RECORD_NAME`), of the model that wrote it (the
+checkpoint's path and a SHA-256 of its weights) and the settings that shape the maps
+(input size, BatchNorm mode, chunk size, dtype), with the files it wrote. A folder with
+predictions of another model, or with prediction images that no record accounts for,
+is refused unless ``overwrite=True`` (``--overwrite``), which removes the recorded
+predictions of the other model first. ``dmt evaluate`` warns when the predictions it
+reads are not all accounted for by the record.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -37,11 +49,15 @@ from .checkpoint import load_model
 from .config import DMTConfig
 from .data.groups import GroupDataset
 from .data.inference import InferenceGroups, chunk_indices, resize_to_original, to_uint8
+from .data.io import is_image_file
 from .files import atomic_write
 from .pretrained import PRETRAINED, pretrained_path
 from .runtime import DEVICES, amp_dtype, select_device
 
 BN_MODES = ("running", "group")
+#: the file in every prediction folder that records which model wrote it
+RECORD_NAME = "dmt_predict.json"
+RECORD_FORMAT = "dmt_predict/1"
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
@@ -153,6 +169,8 @@ def predict_folder(
     groups: Sequence[str] | None = None,
     workers: int = 0,
     progress: bool = True,
+    overwrite: bool = False,
+    checkpoint: str | os.PathLike | None = None,
 ) -> PredictSummary:
     """Predict every image of ``data`` and write ``out/<group>/<stem>.png``.
 
@@ -160,7 +178,8 @@ def predict_folder(
         model: a ``DMT`` module, or a checkpoint path / shipped model name.
         data: a dataset folder in any layout of :mod:`dmt_core.data.groups` (masks are
             not needed) or a :class:`GroupDataset`.
-        out: prediction folder (created; existing files of the same names are replaced).
+        out: prediction folder (created), outside the dataset folder; it records the
+            model in ``dmt_predict.json`` and refuses predictions of another model.
         input_size: side the images are resized to (default: ``model.config.input_size``).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         amp: run the forward under autocast (bfloat16 where supported, else float16).
@@ -169,15 +188,26 @@ def predict_folder(
         groups: restrict to these group names.
         workers: DataLoader worker processes decoding images (0: in this process).
         progress: show a tqdm progress bar over images.
+        overwrite: write into a folder that holds predictions of another model (or
+            unrecorded ones), removing the other model's recorded predictions first.
+        checkpoint: the file a ``model`` module was loaded from, for the record (a
+            checkpoint ``model`` is recorded by itself).
 
     The model's training flag, BN mode and device are restored afterwards.
+
+    Raises:
+        ValueError: ``out`` is, contains or lies in the dataset folder; ``out`` holds
+            predictions of another model and ``overwrite`` is off; an image has NaN or
+            infinite pixel values.
 
     Returns:
         A :class:`PredictSummary` (images, groups, seconds, images/s, ...).
     """
     t_start = time.perf_counter()
     if not isinstance(model, torch.nn.Module):
+        checkpoint = resolve_checkpoint(model)
         model, _ = load_predictor(model)
+    ckpt_name = str(Path(checkpoint).resolve()) if checkpoint is not None else None
     cfg: DMTConfig = model.config  # type: ignore[assignment]
     size = _check_input_size(input_size if input_size is not None else cfg.input_size)
     if bn is not None and bn not in BN_MODES:
@@ -193,7 +223,17 @@ def predict_folder(
     total = sum(len(g) for g in ds if g.name in selected)
     owners = {g.name: _last_owner(len(g), max_num) for g in ds if g.name in selected}
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_out_dir(out_dir, ds.root)
+    source = {
+        "model_sha256": weights_sha256(model),
+        "input_size": size,
+        "bn": bn or cfg.bn_inference,
+        "max_num": int(max_num),
+        "dtype": str(dtype).replace("torch.", ""),
+    }
+    planned = {g.name: [p.stem for p in g.images] for g in ds if g.name in selected}
+    _claim_out_dir(out_dir, source, ckpt_name, ds.root, planned, overwrite)
+    in_dtype = dtype if amp else next(model.parameters()).dtype
 
     was_training = model.training
     old_bn = cfg.bn_inference
@@ -216,7 +256,8 @@ def predict_folder(
                 keep = [
                     j for j, i in enumerate(item["indices"]) if owners[name][i] == item["chunk"]
                 ]
-                images = item["images"].to(dev, non_blocking=True)
+                _check_finite(item)
+                images = item["images"].to(dev, dtype=in_dtype, non_blocking=True)
                 t0 = time.perf_counter()
                 with torch.inference_mode(), autocast:
                     logits = model(images, aux=False).co
@@ -262,6 +303,141 @@ def predict_folder(
     )
 
 
+def _check_finite(item: dict[str, Any]) -> None:
+    """Refuse a chunk with NaN or infinite inputs, naming the image (one would spoil the
+    maps of the whole group: the images meet in R2R, CoT2T and group BatchNorm)."""
+    finite = torch.isfinite(item["images"]).flatten(1).all(1)
+    if not bool(finite.all()):
+        j = int((~finite).nonzero()[0, 0])
+        raise ValueError(f"{item['paths'][j]}: NaN or infinite pixel values after decoding")
+
+
+# ---------------------------------------------------------------- the folder's record
+
+
+def check_out_dir(out: Path, data: str | os.PathLike) -> None:
+    """Refuse a prediction folder that is, contains or lies in the dataset folder."""
+    o, d = Path(out).resolve(), Path(data).resolve()
+    if o == d or o.is_relative_to(d) or d.is_relative_to(o):
+        where = "is" if o == d else ("lies inside" if o.is_relative_to(d) else "contains")
+        raise ValueError(
+            f"--out {out} {where} the dataset folder --data {data} (resolved: {o} and {d}); "
+            "predictions would be written among its images and masks: choose a folder "
+            "outside the dataset"
+        )
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out}: a file, not a folder; choose another --out")
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """A SHA-256 of the model's state dict (names, dtypes, shapes and values)."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def read_record(pred_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``dmt_predict.json`` of a prediction folder (None when there is none).
+
+    Raises:
+        ValueError: the file exists but is not a record.
+    """
+    path = Path(pred_dir) / RECORD_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: unreadable prediction record ({e})") from e
+    if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
+        raise ValueError(f"{path}: not a dmt predict record")
+    return data
+
+
+def prediction_images(pred_dir: Path) -> list[Path]:
+    """The image files in the group folders of ``pred_dir`` (``<group>/<stem>.<ext>``)."""
+    if not pred_dir.is_dir():
+        return []
+    return [
+        f
+        for gdir in sorted(pred_dir.iterdir())
+        if gdir.is_dir() and not gdir.name.startswith(".")
+        for f in sorted(gdir.iterdir())
+        if f.is_file() and is_image_file(f) and not f.name.startswith(".")
+    ]
+
+
+def _describe_source(record: dict[str, Any]) -> str:
+    src = record.get("source", {})
+    return (
+        f"checkpoint {record.get('checkpoint') or '(a model object)'}, weights sha256 "
+        f"{str(src.get('model_sha256'))[:12]}..., input size {src.get('input_size')}, "
+        f"BN {src.get('bn')}"
+    )
+
+
+def _claim_out_dir(
+    out: Path,
+    source: dict[str, Any],
+    checkpoint: str | None,
+    data: Path,
+    planned: dict[str, list[str]],
+    overwrite: bool,
+) -> None:
+    """Check that ``out`` may take this model's predictions, then write its record.
+
+    The record is written before any prediction, so every file this run writes is
+    accounted for even if it is interrupted.
+    """
+    try:
+        old = read_record(out)
+    except ValueError:
+        if not overwrite:
+            raise
+        old = None
+    same = old is not None and old.get("source") == source
+    recorded = _recorded_files(out, old) if old is not None else set()
+    foreign = [p for p in prediction_images(out) if p not in recorded]
+    if (old is not None and not same) or foreign:
+        if not overwrite:
+            what = (
+                f"predictions of another model ({_describe_source(old)})"
+                if old is not None and not same
+                else f"{len(foreign)} prediction image(s) that its {RECORD_NAME} does not "
+                f"account for (e.g. {foreign[0]})"
+            )
+            raise ValueError(
+                f"--out {out} holds {what}; this run would mix them with its own: choose "
+                "another --out, or pass --overwrite to replace them"
+            )
+        if not same:
+            for p in recorded:  # the other model's own predictions go; nothing else
+                p.unlink(missing_ok=True)
+    groups: dict[str, list[str]] = {}
+    if same and old is not None:
+        groups = {g: list(stems) for g, stems in old.get("groups", {}).items()}
+    for g, stems in planned.items():
+        groups[g] = sorted(set(groups.get(g, [])) | set(stems))
+    record = {
+        "format": RECORD_FORMAT,
+        "source": source,
+        "checkpoint": checkpoint,
+        "data": str(data.resolve()),
+        "groups": groups,
+    }
+    with atomic_write(out / RECORD_NAME, "w") as f:
+        f.write(json.dumps(record, indent=1) + "\n")
+
+
+def _recorded_files(out: Path, record: dict[str, Any]) -> set[Path]:
+    """The prediction files present in ``out`` that ``record`` lists."""
+    listed = {(g, stem) for g, stems in record.get("groups", {}).items() for stem in stems}
+    return {p for p in prediction_images(out) if (p.parent.name, p.stem) in listed}
+
+
 def _write_chunk(
     probs: torch.Tensor, sizes: list[tuple[int, int]], stems: list[str], gdir: Path
 ) -> None:
@@ -304,6 +480,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         groups=args.groups,
         workers=args.workers,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
+        checkpoint=resolve_checkpoint(args.checkpoint),
     )
     print(summary)
     return 0
@@ -324,7 +502,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data", type=Path, required=True, help="dataset folder, any layout (masks optional)"
     )
-    p.add_argument("--out", type=Path, required=True, help="prediction folder to write")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help=f"prediction folder to write, outside --data (records the model in {RECORD_NAME})",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the predictions of another model in --out (default: refuse)",
+    )
     p.add_argument("--subset", default=None, help="set name for an images/<Set>/ + gts/<Set>/ root")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument(

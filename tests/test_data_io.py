@@ -177,3 +177,84 @@ def test_masks_load_as_binary(tmp_path, kind):
         assert (out != m).mean() < 0.02
     else:
         assert np.array_equal(out, m)
+
+
+@pytest.mark.parametrize(
+    "kind", ["red", "blue", "dark_green", "red_jpeg", "alpha", "alpha_white", "LA", "P_alpha"]
+)
+def test_colour_and_alpha_masks_read_as_the_community_reads_them(tmp_path, kind):
+    """Any non-black pixel of a colour mask is foreground; an alpha-only mask uses alpha."""
+    m = _ref_mask()
+    if kind == "red_jpeg":  # JPEG smears colour edges: a larger mask, a tolerance
+        m = np.kron(m, np.ones((8, 8), bool))
+    path = tmp_path / ("m.jpg" if kind == "red_jpeg" else "m.png")
+    colour = {"red": (255, 0, 0), "blue": (0, 0, 255), "dark_green": (0, 100, 0)}
+    if kind in colour or kind == "red_jpeg":
+        rgb = np.zeros(m.shape + (3,), np.uint8)
+        rgb[m] = colour.get(kind, (255, 0, 0))
+        Image.fromarray(rgb).save(path, quality=90)
+    elif kind in ("alpha", "alpha_white"):  # the object in the alpha channel only
+        rgba = np.full(m.shape + (4,), 0 if kind == "alpha" else 255, np.uint8)
+        rgba[..., 3] = m * 255
+        Image.fromarray(rgba, "RGBA").save(path)
+    elif kind == "LA":
+        la = np.zeros(m.shape + (2,), np.uint8)
+        la[..., 1] = m * 255
+        Image.fromarray(la, "LA").save(path)
+    elif kind == "P_alpha":  # a one-colour palette, the object opaque, the rest transparent
+        p = Image.fromarray(m.astype(np.uint8), "P")
+        p.putpalette([0, 0, 0, 0, 0, 0] + [0] * 762)
+        p.info["transparency"] = 0
+        p.save(path, transparency=0)
+    out = load_mask(path)
+    assert out.dtype == bool and out.shape == m.shape
+    if kind == "red_jpeg":
+        assert (out != m).mean() < 0.02
+    else:
+        assert np.array_equal(out, m)
+
+
+def test_read_mask_says_which_rule_and_warns():
+    from dmt_core.data.io import MaskReading
+
+    soft = MaskReading(np.ones((4, 4), bool), "gray >= 128", gray_fraction=0.5)
+    assert soft.warnings() == [
+        "mask is not binary: 50% of its pixels are gray (read as gray >= 128)"
+    ]
+    empty = MaskReading(np.zeros((4, 4), bool), "gray >= 128", 0.0, max_level=100)
+    assert "mask is empty" in empty.warnings()[0] and "highest level 100" in empty.warnings()[0]
+    assert MaskReading(np.eye(4, dtype=bool), "labels 0/1", 0.0, 1).warnings() == []
+
+
+def test_data_check_warns_about_soft_and_empty_masks_naming_them(tmp_path, capsys, monkeypatch):
+    import dmt_core.data.check as check
+    import dmt_core.data.io as io
+    from dmt_core.cli import main
+
+    rng = np.random.default_rng(0)
+    for g in ("a", "b"):
+        (tmp_path / "Image" / g).mkdir(parents=True)
+        (tmp_path / "GroundTruth" / g).mkdir(parents=True)
+        for k in range(3):
+            Image.fromarray(_rgb(k, 16, 12)).save(tmp_path / "Image" / g / f"{k}.jpg")
+            Image.fromarray(_ref_mask().astype(np.uint8) * 255).save(
+                tmp_path / "GroundTruth" / g / f"{k}.png"
+            )
+    soft = tmp_path / "GroundTruth" / "a" / "1.png"
+    Image.fromarray(rng.integers(0, 256, (12, 16), dtype=np.uint8)).save(soft)  # a saliency map
+    empty = tmp_path / "GroundTruth" / "b" / "2.png"
+    Image.fromarray(np.full((12, 16), 90, np.uint8)).save(empty)  # a 0/90 mask: nothing >= 128
+    opened: list = []
+    real_open = io._open
+    monkeypatch.setattr(io, "_open", lambda p: (opened.append(p), real_open(p))[1])
+    report = check.check_dataset(tmp_path)
+    assert report.ok and len(opened) == 12  # every file decoded once, nothing more
+    assert [w.path for w in report.warnings] == [soft, empty, empty]
+    assert main(["data", "check", str(tmp_path)]) == 0  # warnings, not problems
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"warning: {soft}: mask is not binary")
+    assert out[2] == (
+        f"warning: {empty}: mask is empty: no foreground pixel (read as gray >= 128; "
+        "highest level 90)"
+    )
+    assert out[-1] == "groups: 2 images: 6 problems: 0 warnings: 3"

@@ -2,7 +2,10 @@
 
 Checks: unreadable or truncated files, images without masks (and masks without
 images), masks whose size matches neither orientation of their image, empty groups and
-stray files. Valid files are not listed.
+stray files. Valid files are not listed. Masks that are not binary (more than 5 % gray
+pixels) or come out empty are listed as warnings: they decode, but probably not as
+meant (:func:`dmt_core.data.io.read_mask` says how each is read). Every file is decoded
+once, so the check runs at decoding speed.
 """
 
 from __future__ import annotations
@@ -11,29 +14,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .groups import Problem, scan, size_mismatch
-from .io import load_image, load_mask
+from .io import load_image, read_mask
 
 
 @dataclass
 class CheckReport:
-    """Result of :func:`check_dataset`: counts and the problems, one per file."""
+    """Result of :func:`check_dataset`: counts, the problems and warnings, one per file."""
 
     root: Path
     layout: str
     groups: int = 0
     images: int = 0
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def summary(self) -> str:
-        return f"groups: {self.groups} images: {self.images} problems: {len(self.problems)}"
+        text = f"groups: {self.groups} images: {self.images} problems: {len(self.problems)}"
+        return text + (f" warnings: {len(self.warnings)}" if self.warnings else "")
 
     def lines(self) -> list[str]:
-        """One line per problem, then the summary line."""
-        return [str(p) for p in self.problems] + [self.summary()]
+        """One line per problem, then one per warning (``warning: ...``), then the summary."""
+        return (
+            [str(p) for p in self.problems]
+            + [f"warning: {w}" for w in self.warnings]
+            + [self.summary()]
+        )
 
 
 def check_dataset(root: str | Path, *, subset: str | None = None) -> CheckReport:
@@ -53,9 +62,12 @@ def check_dataset(root: str | Path, *, subset: str | None = None) -> CheckReport
             mask = None
             if g.masks is not None:
                 try:
-                    mask = load_mask(g.masks[i])
+                    reading = read_mask(g.masks[i])
                 except (ValueError, OSError) as e:
                     report.problems.append(Problem(g.masks[i], _strip(e, g.masks[i])))
+                else:
+                    mask = reading.mask
+                    report.warnings += [Problem(g.masks[i], w) for w in reading.warnings()]
             try:
                 if mask is None:
                     load_image(img_path)
@@ -74,6 +86,10 @@ def check_dataset(root: str | Path, *, subset: str | None = None) -> CheckReport
             except OSError as e:
                 report.problems.append(Problem(img_path, f"unreadable file ({e})"))
     report.problems.sort(key=lambda p: str(p.path))
+    with_problems = {p.path for p in report.problems}  # one line per file: problems first
+    report.warnings = sorted(
+        (w for w in report.warnings if w.path not in with_problems), key=lambda p: str(p.path)
+    )
     return report
 
 

@@ -50,7 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--groups", type=int, default=None, help="number of groups (default: preset's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=None, help="image side in pixels (default 128)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing benchmark")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a benchmark that dmt synth wrote there (nothing else is ever removed)",
+    )
     p.set_defaults(func=_cmd_synth)
 
     p = subparsers.add_parser("data", help="dataset tools (check)")

@@ -617,7 +617,10 @@ def write_benchmark(
         groups, size: override the preset's number of groups / image side.
         seed: base seed; the same seed gives byte-identical files.
         config: a full :class:`SynthConfig` instead of a preset.
-        overwrite: replace an existing benchmark in ``out_dir`` (else a ValueError).
+        overwrite: replace a benchmark that this function wrote in ``out_dir`` (else a
+            ValueError). Only a folder it can prove it wrote is removed
+            (:func:`written_by_generator`); any other ``Image/``, ``GroundTruth/`` or
+            ``meta.json`` is refused, with or without ``overwrite``.
     """
     cfg = config if config is not None else preset_config(preset)
     cfg = cfg.replace(
@@ -626,14 +629,22 @@ def write_benchmark(
     out = Path(out_dir)
     existing = [out / n for n in ("Image", "GroundTruth", "meta.json") if (out / n).exists()]
     if existing:
+        why = _not_ours(out)
+        if why:
+            raise ValueError(
+                f"{out}: holds {existing[0].name} that dmt synth did not write ({why}); "
+                "it is left alone: choose another folder, or remove it yourself"
+            )
         if not overwrite:
             raise ValueError(
-                f"{out}: already holds a benchmark ({existing[0].name}); use overwrite"
+                f"{out}: already holds a benchmark written by dmt synth; pass --overwrite "
+                "(overwrite=True) to replace it, or choose another folder"
             )
         for p in existing:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
     gen = Generator(cfg, seed)
     meta: dict[str, Any] = {
+        "generator": GENERATOR_MARK,
         "preset": preset if config is None else "custom",
         "seed": int(seed),
         "config": cfg.to_dict(),
@@ -666,6 +677,59 @@ def write_benchmark(
         meta["groups"].append(gm)
     (out / "meta.json").write_text(json.dumps(meta, sort_keys=True, separators=(",", ":")))
     return out
+
+
+#: the ``generator`` entry of every ``meta.json`` that :func:`write_benchmark` writes
+GENERATOR_MARK = "dmt_core.data.synthetic.write_benchmark"
+
+
+def _not_ours(out: Path) -> str:
+    """Why ``out`` is not provably a benchmark of :func:`write_benchmark` ("" if it is).
+
+    The proof: ``meta.json`` carries :data:`GENERATOR_MARK` and lists exactly the files
+    under ``Image/`` and ``GroundTruth/`` (one ``.jpg`` and one ``.png`` per image, in
+    the listed groups), and nothing else lies in those folders.
+    """
+    p = out / "meta.json"
+    if not p.is_file():
+        return "no meta.json"
+    try:
+        meta = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return "meta.json is not readable JSON"
+    if not isinstance(meta, dict) or meta.get("generator") != GENERATOR_MARK:
+        return "meta.json lacks the generator's mark"
+    try:
+        expect = {
+            (root, gm["name"], f"{im['stem']}{ext}")
+            for gm in meta["groups"]
+            for im in gm["images"]
+            for root, ext in (("Image", ".jpg"), ("GroundTruth", ".png"))
+        }
+    except (KeyError, TypeError):
+        return "meta.json does not list the images"
+    found: set[tuple[str, str, str]] = set()
+    for root in ("Image", "GroundTruth"):
+        folder = out / root
+        if not folder.exists():
+            continue
+        for group_dir in folder.iterdir():
+            if not group_dir.is_dir() or group_dir.is_symlink():
+                return f"{root}/{group_dir.name} is not a group folder"
+            for f in group_dir.iterdir():
+                if not f.is_file() or f.is_symlink():
+                    return f"{root}/{group_dir.name}/{f.name} is not a file it wrote"
+                found.add((root, group_dir.name, f.name))
+    extra = sorted(found - expect)
+    if extra:
+        return f"{'/'.join(extra[0])} is not in its meta.json"
+    return ""
+
+
+def written_by_generator(out_dir: str | Path) -> bool:
+    """True when ``out_dir`` holds a benchmark that :func:`write_benchmark` wrote and
+    nothing else in its ``Image/`` and ``GroundTruth/`` (so it may be replaced)."""
+    return not _not_ours(Path(out_dir))
 
 
 def load_meta(out_dir: str | Path) -> dict[str, Any]:
