@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +20,7 @@ import yaml
 
 BNInference = Literal["running", "group"]
 BNScope = Literal["group", "image"]
+FrozenBN = Literal["scope", "running"]
 EncoderTrainable = Literal["last", "all", "none"]
 
 
@@ -35,6 +38,8 @@ class DMTConfig:
         r2r_heads: heads of the region-to-region attention.
         r2r_scales: adaptive average-pool sizes that make the R2R key/value regions.
         r2r_query_side: maps taller than this are max-pooled to this side for R2R queries.
+        r2r_init: ``"official"`` or ``"centering"`` (see :class:`~dmt_core.model.r2r.R2R`):
+            only matters when training from scratch.
         daspp_dilations: dilations of the dense ASPP branches.
         drop_path: DropPath rate of every R2R block.
         token_dropout: largest per-stage dropout of the token blocks (see ``stage_dropouts``).
@@ -57,6 +62,12 @@ class DMTConfig:
             ``"group"`` normalises with the group's own statistics (what the official
             test script effectively does, as it never calls ``eval()``), without dropout
             and without touching the running statistics.
+        image_norm_groups: with ``bn_scope="image"``, the statistics of each image are
+            taken per channel (0, instance statistics) or over G groups of channels
+            (G > 0, as ``GroupNorm(G)``; 1 = one mean and variance per image).
+        frozen_bn_stats: the BNs of frozen encoder layers use the model's statistics
+            (``"scope"``, as every other BN) or always their pretrained running
+            statistics (``"running"``).
         encoder_trainable: ``"last"`` trains only conv5_3 (paper), ``"all"`` or ``"none"``.
         pretrained_backbone: whether the paper preset expects ImageNet VGG16 weights.
     """
@@ -69,6 +80,7 @@ class DMTConfig:
     r2r_heads: int = 8
     r2r_scales: tuple[int, ...] = (1, 3, 6)
     r2r_query_side: int = 16
+    r2r_init: str = "official"
     daspp_dilations: tuple[int, ...] = (2, 4, 8)
     drop_path: float = 0.1
     token_dropout: float = 0.1
@@ -82,10 +94,16 @@ class DMTConfig:
 
     bn_scope: BNScope = "group"
     bn_inference: BNInference = "running"
+    image_norm_groups: int = 0
+    frozen_bn_stats: FrozenBN = "scope"
     encoder_trainable: EncoderTrainable = "last"
     pretrained_backbone: bool = True
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # types first: bool fields take True/False only, and so on
+            problem = field_type_error(f.name, getattr(self, f.name))
+            if problem:
+                raise ValueError(problem)
         self.encoder_widths = tuple(int(w) for w in self.encoder_widths)  # type: ignore[assignment]
         self.r2r_scales = tuple(int(s) for s in self.r2r_scales)
         self.daspp_dilations = tuple(int(d) for d in self.daspp_dilations)
@@ -111,6 +129,14 @@ class DMTConfig:
             )
         if self.bn_scope not in ("group", "image"):
             raise ValueError(f"bn_scope must be 'group' or 'image', got {self.bn_scope!r}")
+        if self.r2r_init not in ("official", "centering"):
+            raise ValueError(f"r2r_init must be 'official' or 'centering', got {self.r2r_init!r}")
+        if int(self.image_norm_groups) < 0:
+            raise ValueError(f"image_norm_groups must be >= 0, got {self.image_norm_groups}")
+        if self.frozen_bn_stats not in ("scope", "running"):
+            raise ValueError(
+                f"frozen_bn_stats must be 'scope' or 'running', got {self.frozen_bn_stats!r}"
+            )
         if self.encoder_trainable not in ("last", "all", "none"):
             raise ValueError(
                 f"encoder_trainable must be 'last', 'all' or 'none', got {self.encoder_trainable!r}"
@@ -152,8 +178,21 @@ class DMTConfig:
         A quarter of the VGG16 widths with BatchNorm, hidden width 32, 128x128 input, no
         dropout or DropPath (a few minutes of training does not overfit), the encoder
         pretrained on synthetic object categories (:mod:`dmt_core.backbone`, the stand-in
-        for ImageNet) with only conv5_3 fine-tuned as in the paper, and the group's own
-        BatchNorm statistics at inference, as in training.
+        for ImageNet) with only conv5_3 fine-tuned as in the paper.
+
+        Where it departs from the official model, and why:
+
+        * ``bn_scope="image"``: BatchNorm statistics per image in training and inference,
+          so R2R and CoT2T are the only paths between the images (the official's group
+          statistics are a path of their own, which a small model learns to rely on
+          instead of the modules); ``image_norm_groups=1``: one mean and variance per
+          image, shared by the channels, which keeps what a channel's level says about
+          the image (per-channel statistics erase it); the frozen encoder BNs keep their
+          pretrained running statistics (``frozen_bn_stats="running"``).
+        * ``r2r_init="centering"``: each R2R block starts as "feature minus the mean of
+          the group's regions"; from the official near-zero initialisation the modules
+          do not learn the group consensus in CPU minutes
+          (``benchmarks/modules_experiments.md``).
         """
         base: dict[str, Any] = dict(
             encoder_widths=(16, 32, 64, 128, 128),
@@ -167,6 +206,10 @@ class DMTConfig:
             token_dropout=0.0,
             encoder_trainable="last",
             pretrained_backbone=True,
+            bn_scope="image",
+            image_norm_groups=1,
+            frozen_bn_stats="running",
+            r2r_init="centering",
             bn_inference="group",
         )
         base.update(overrides)
@@ -187,6 +230,8 @@ class DMTConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DMTConfig:
+        if not isinstance(data, dict):
+            raise ValueError(f"a DMTConfig needs a mapping of fields, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -224,3 +269,36 @@ class DMTConfig:
 
 
 PRESETS = ("paper", "tiny")
+
+
+def field_type_error(name: str, value: Any) -> str | None:
+    """Why ``value`` cannot be the DMTConfig field ``name`` (None when its type fits).
+
+    The type is the default's: a bool field takes ``True``/``False`` only (YAML
+    ``true``/``false``, not the string ``"false"``), an int field an integer, a float
+    field a finite number, a tuple field a list of integers, a text field a string.
+    """
+    default = next((f.default for f in fields(DMTConfig) if f.name == name), None)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            return f"{name} must be true or false, got {value!r}"
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            return f"{name} must be an integer, got {value!r}"
+    elif isinstance(default, float):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not math.isfinite(value)
+        ):
+            return f"{name} must be a finite number, got {value!r}"
+    elif isinstance(default, tuple):
+        if (
+            isinstance(value, str | bytes)
+            or not isinstance(value, Sequence)
+            or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in value)
+        ):
+            return f"{name} must be a list of integers, got {value!r}"
+    elif isinstance(default, str) and not isinstance(value, str):
+        return f"{name} must be a string, got {value!r}"
+    return None

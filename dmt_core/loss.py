@@ -54,12 +54,15 @@ def bce(logits: Tensor, target: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), target.float())
 
 
-def dmt_loss(out: DMTOutput, masks: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-    """Total loss and every term (detached scalars, for logging).
+def dmt_loss(
+    out: DMTOutput, masks: Tensor, group_weight: float = 1.0
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Total loss and every term (detached scalars, for logging; unweighted).
 
     Args:
         out: model output with side outputs (``model(images, aux=True)``).
         masks: ground truth (N, 1, H, W), any values; binarised at 0.5.
+        group_weight: weight of the four group-token terms in the total (the paper: 1).
     """
     if not out.stages:
         raise ValueError("the loss needs the per-stage maps: call the model with aux=True")
@@ -88,5 +91,5 @@ def dmt_loss(out: DMTOutput, masks: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
     for k, values in stage_terms.items():
         if values:
             terms[k] = torch.stack(values).mean()
-    total = torch.stack(list(terms.values())).sum()
+    total = torch.stack([v * group_weight if "group" in k else v for k, v in terms.items()]).sum()
     return total, {k: v.detach() for k, v in terms.items()}

@@ -29,9 +29,14 @@ from .runtime import git_commit
 
 #: shipped model name -> one-line description
 PRETRAINED: dict[str, str] = {
-    "tiny-synthetic": "the tiny preset trained on the synthetic co-saliency benchmark (CPU)",
-    "tiny-synthetic-single-image": "the same, with no path between the images of a group "
-    "(no R2R, no CoT2T, per-image BatchNorm statistics): the single-image baseline",
+    "tiny-synthetic": "the tiny preset of the previous release trained on the synthetic "
+    "co-saliency benchmark (CPU), with the official group BatchNorm statistics: the most "
+    "accurate shipped model, whose group reasoning runs largely through BatchNorm",
+    "tiny-synthetic-modules": "the tiny preset trained on the synthetic co-saliency "
+    "benchmark (CPU), with per-image BatchNorm statistics: R2R and CoT2T are its only paths "
+    "between the images (the model notebooks 02-05 and 08 analyse)",
+    "tiny-synthetic-single-image": "the tiny preset's recipe with R2R and CoT2T off: no path "
+    "between the images of a group, the single-image baseline",
 }
 
 #: where a clone of the repository keeps the shipped models

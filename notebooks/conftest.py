@@ -17,6 +17,8 @@ QUICK = {
     "DMT_NB_TRAIN_GROUPS": "12",  # 06: synthetic training groups
     "DMT_NB_TEST_GROUPS": "4",  # 07: synthetic test groups
     "DMT_NB_MAX_GROUP": "8",  # 02: largest group of the cost plot
+    "DMT_NB_EVIDENCE_GROUPS": "3",  # 08: test groups of the attention evidence
+    "DMT_NB_KNOCKOUT_GROUPS": "3",  # 02, 04: test groups of the module knock-outs
     "DMT_NB_DEVICE": "cpu",
 }
 

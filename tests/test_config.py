@@ -16,7 +16,7 @@ def test_presets():
     assert paper.input_size == 256 and paper.encoder_trainable == "last"
     assert tiny.encoder_widths == (16, 32, 64, 128, 128) and tiny.hidden_dim == 32
     assert tiny.input_size == 128 and tiny.encoder_trainable == "last" and tiny.encoder_bn
-    assert tiny.pretrained_backbone and tiny.bn_inference == "group" and tiny.bn_scope == "group"
+    assert tiny.pretrained_backbone and tiny.bn_inference == "group" and tiny.bn_scope == "image"
     assert paper.bn_inference == "running" and not paper.encoder_bn
     assert all(getattr(paper, f"use_{k}") for k in ("r2r", "contrast", "cot2t", "tgfr", "bg_token"))
     assert DMTConfig.preset("tiny", use_r2r=False).use_r2r is False

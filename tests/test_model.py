@@ -176,6 +176,34 @@ def test_images_of_a_group_influence_each_other():
         assert (solo(x).co[0] - solo(y).co[0]).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_tiny_preset_connects_the_images_only_through_r2r_and_cot2t(mode):
+    """The default tiny preset: without R2R and CoT2T, image 0's output ignores the others.
+
+    Every output (the co, bg and group maps and every per-stage map) of image 0 stays
+    the same when the other images change or are removed; with R2R or CoT2T on, it moves.
+    """
+    assert DMTConfig.tiny().bn_scope == "image"
+    x = group(4, 64, seed=5)
+    y = x.clone()
+    y[1:] = torch.randn_like(y[1:]) * 2 + 1
+
+    def outputs(model, images):
+        with torch.no_grad():
+            out = model.train(mode == "train")(images, aux=True)
+        maps = [out.co, out.bg, out.group]
+        for s in out.stages:
+            maps += [s.co, s.bg, s.group, s.co_after_co_proto, s.co_after_bg_proto]
+        return torch.cat([m[:1].flatten() for m in maps])
+
+    solo = tiny_model(use_r2r=False, use_cot2t=False)
+    torch.testing.assert_close(outputs(solo, x), outputs(solo, y), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(outputs(solo, x), outputs(solo, x[:1]), atol=1e-4, rtol=1e-4)
+    for on in ({"use_r2r": False}, {"use_cot2t": False}):  # either module alone connects them
+        model = tiny_model(**on)
+        assert (outputs(model, x) - outputs(model, y)).abs().max() > 1e-3, on
+
+
 def test_bn_scope_image_keeps_the_images_apart_in_training_and_group_inference():
     """Group BatchNorm statistics connect the images; per-image statistics do not."""
     x = group(3, 64)
@@ -204,6 +232,50 @@ def test_bn_scope_image_keeps_the_images_apart_in_training_and_group_inference()
     torch.testing.assert_close(norm.running_mean, feats.mean(dim=(2, 3)).mean(0))
     with pytest.raises(ValueError, match="bn_scope must be 'group' or 'image'"):
         DMTConfig.tiny(bn_scope="batch")
+
+
+def test_per_image_statistics_over_channel_groups_and_frozen_running_statistics():
+    from dmt_core.model.layers import GroupBatchNorm2d
+
+    g = torch.Generator().manual_seed(0)
+    feats = (torch.randn(3, 8, 5, 5, generator=g) * 3 + 2).contiguous(
+        memory_format=torch.channels_last
+    )
+    norm = GroupBatchNorm2d(8)
+    norm.per_image, norm.image_groups = True, 1
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0)
+        norm.bias.uniform_(-1.0, 1.0)
+    out = norm.train()(feats)
+    ref = torch.nn.functional.group_norm(feats, 1, norm.weight, norm.bias, norm.eps)
+    torch.testing.assert_close(out, ref)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    # one mean/variance per image keeps what the channel levels say: a silent channel
+    # stays silent, where per-channel (instance) statistics stretch it like the others
+    feats = torch.zeros(1, 2, 4, 4)
+    feats[0, 0, :2, :2] = 5.0
+    feats[0, 1] = torch.randn(4, 4, generator=g) * 1e-3
+    norm = GroupBatchNorm2d(2).train()
+    norm.per_image = True
+    norm.image_groups = 1
+    assert norm(feats)[0, 1].std() < 0.01  # flat: nothing there
+    norm.image_groups = 0
+    assert norm(feats)[0, 1].std() > 0.9  # noise stretched to unit variance
+    # frozen: the running statistics in every mode, never updated
+    frozen = GroupBatchNorm2d(8)
+    frozen.running_mean.fill_(1.0)
+    frozen.running_var.fill_(4.0)
+    frozen.frozen = frozen.per_image = frozen.use_group_stats = True
+    x = torch.randn(2, 8, 3, 3, generator=g)
+    for mode in (True, False):
+        torch.testing.assert_close(frozen.train(mode)(x), (x - 1.0) / (4.0 + frozen.eps) ** 0.5)
+    assert frozen.running_mean.eq(1.0).all() and frozen.num_batches_tracked == 0
+    model = tiny_model(frozen_bn_stats="running", image_norm_groups=2)
+    enc = model.encoder
+    assert enc.bn1_1.frozen and enc.bn5_2.frozen and not enc.bn5_3.frozen
+    assert model.decoder.stages[0].fpn.conv[1].image_groups == 2
+    with pytest.raises(ValueError, match="frozen_bn_stats"):
+        DMTConfig.tiny(frozen_bn_stats="batch")
 
 
 def test_group_bn_mode_equals_train_mode_batch_norm_without_dropout():
@@ -380,3 +452,16 @@ def test_daspp_branch_width_follows_the_official_rule():
     assert DMTConfig.tiny().daspp_branch_dim == 64
     fuse = DMT(DMTConfig.paper()).daspp.fuse[0]
     assert fuse.in_channels == 1600 and math.prod(fuse.weight.shape) == 512 * 1600
+
+
+def test_non_finite_and_mismatched_dtype_inputs_get_clear_errors():
+    model = tiny_model().eval()
+    x = group(3, 64)
+    x[1, 0, 5, 5] = float("nan")
+    with pytest.raises(ValueError, match=r"images \[1\] of the group hold NaN"):
+        model(x)
+    with pytest.raises(ValueError, match="torch.float16 but the model's weights are torch.float32"):
+        model(group(2, 64).half())
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        out = model(group(2, 64).bfloat16())  # under autocast a low-precision input works
+    assert out.co.shape == (2, 1, 64, 64)

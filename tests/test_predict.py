@@ -49,9 +49,11 @@ def expected_files(root: Path, groups: dict[str, int]) -> dict[str, tuple[int, i
 
 
 def written_files(out: Path) -> dict[str, tuple[int, int]]:
+    """The prediction PNGs under ``out`` and their sizes (beside the folder's record)."""
+    assert (out / P.RECORD_NAME).is_file()
     sizes = {}
     for p in sorted(out.rglob("*")):
-        if p.is_file():
+        if p.is_file() and p.name != P.RECORD_NAME:
             with Image.open(p) as im:
                 assert im.mode == "L", p
                 sizes[p.relative_to(out).as_posix()] = im.size
@@ -103,7 +105,8 @@ def test_backfilled_chunk_prediction_wins(dataset, tmp_path, monkeypatch):
         real(probs, sizes, stems, gdir)
 
     monkeypatch.setattr(P, "_write_chunk", spy)
-    model = tiny_model(seed=1).eval()
+    # group BatchNorm statistics: the chunk visibly changes an untrained model's output
+    model = tiny_model(seed=1, bn_scope="group").eval()
     out = tmp_path / "pred"
     kw = dict(input_size=32, groups=["thirty"], bn="group", progress=False)
     P.predict_folder(model, dataset, out, **kw)

@@ -123,11 +123,7 @@ class DecoderStage(nn.Module):
         self.stage = stage
         c = cfg.hidden_dim
         self.fpn = FPNBlock(in_ch, c, first=stage == 6)
-        self.r2r = (
-            R2R(c, cfg.r2r_heads, cfg.r2r_scales, cfg.r2r_query_side, cfg.drop_path)
-            if cfg.use_r2r and 2 <= stage <= 5
-            else None
-        )
+        self.r2r = R2R.from_config(c, cfg) if cfg.use_r2r and 2 <= stage <= 5 else None
         self.tokens = TokenStage(cfg, cfg.stage_dropouts()[stage])
         self.tgfr = TGFR(c, use_bg=cfg.use_bg_token, refine=cfg.use_tgfr) if stage >= 2 else None
 
@@ -189,7 +185,7 @@ class DMTDecoder(nn.Module):
         assert d is not None
         if not aux:  # inference needs the co map only
             return self.final_head(tokens[:, :1], d), None, None, stage_maps
-        final = self.final_head(torch.cat([tokens, group.expand(n, 1, -1)], dim=1), d)
+        final = self.final_head(torch.cat([tokens, group.expand(n, -1)[:, None]], dim=1), d)
         bg = final[:, 1:2] if self.num_tokens == 2 else None
         return final[:, :1], bg, final[:, -1:], stage_maps
 

@@ -24,6 +24,14 @@ from .layers import GroupBatchNorm2d, check_group
 from .r2r import R2R
 from .tgfr import StageMaps
 
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type
+        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
+
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -94,15 +102,16 @@ class DMT(nn.Module):
             cfg.encoder_widths, trainable=cfg.encoder_trainable, batch_norm=cfg.encoder_bn
         )
         self.daspp = DASPP(cfg.daspp_dim, cfg.daspp_branch_dim, cfg.daspp_dilations)
-        self.r2r = (
-            R2R(cfg.daspp_dim, cfg.r2r_heads, cfg.r2r_scales, cfg.r2r_query_side, cfg.drop_path)
-            if cfg.use_r2r
-            else None
-        )
+        self.r2r = R2R.from_config(cfg.daspp_dim, cfg) if cfg.use_r2r else None
         self.decoder = DMTDecoder(cfg)
         for m in self.modules():
             if isinstance(m, GroupBatchNorm2d):
-                m.per_image = cfg.bn_scope == "image"
+                m.image_groups = int(cfg.image_norm_groups)
+        if cfg.frozen_bn_stats == "running":
+            for m in self.encoder.modules():
+                if isinstance(m, GroupBatchNorm2d) and not m.weight.requires_grad:
+                    m.frozen = True
+        self.set_bn_scope(cfg.bn_scope)
         self.set_inference_bn(cfg.bn_inference)
         if pretrained:
             from ..backbone import load_backbone
@@ -117,6 +126,19 @@ class DMT(nn.Module):
     def channels_last(self) -> bool:
         """Whether the conv weights are channels-last (then inputs are converted to match)."""
         return self.encoder.conv1_1.weight.is_contiguous(memory_format=torch.channels_last)
+
+    def set_bn_scope(self, scope: str) -> DMT:
+        """What BatchNorm statistics cover: ``"group"`` (all images) or ``"image"`` (each alone).
+
+        Training schedules that start with group statistics switch this per step; the
+        config keeps the scope the model is meant to be used with.
+        """
+        if scope not in ("group", "image"):
+            raise ValueError(f"bn_scope must be 'group' or 'image', got {scope!r}")
+        for m in self.modules():
+            if isinstance(m, GroupBatchNorm2d):
+                m.per_image = scope == "image"
+        return self
 
     def set_inference_bn(self, mode: str) -> DMT:
         """``"running"``: eval uses running statistics; ``"group"``: the group's own."""
@@ -139,6 +161,13 @@ class DMT(nn.Module):
 
     def forward(self, images: Tensor, aux: bool | None = None) -> DMTOutput:
         check_group(images)
+        weight_dtype = self.encoder.conv1_1.weight.dtype
+        if images.dtype != weight_dtype and not _autocast_on(images.device.type):
+            raise ValueError(
+                f"images are {images.dtype} but the model's weights are {weight_dtype}: "
+                f"convert one to the other (images.to({weight_dtype}) or model.to(...)), "
+                "or run the model under torch.autocast"
+            )
         if aux is None:
             aux = self.training
         if self.channels_last:  # ~1.7x faster convs on CPU (oneDNN), recommended on GPU too
@@ -156,12 +185,32 @@ class DMT(nn.Module):
         """Co-saliency probabilities (N, 1, H, W) in [0, 1], in the current mode."""
         return torch.sigmoid(self(images, aux=False).co)
 
-    def param_groups(self, lr: float, backbone_lr_scale: float = 0.01) -> list[dict[str, Any]]:
-        """Adam parameter groups: trainable encoder params at ``lr * 0.01``, the rest at ``lr``."""
+    def param_groups(
+        self, lr: float, backbone_lr_scale: float = 0.01, module_lr_scale: float = 1.0
+    ) -> list[dict[str, Any]]:
+        """Adam parameter groups: the trainable encoder at ``lr * backbone_lr_scale``, the
+        attention modules (R2R, CtP2T, CoT2T) at ``lr * module_lr_scale``, the rest at ``lr``.
+
+        The paper trains everything but the encoder at one rate (``module_lr_scale=1``:
+        the modules stay in the ``decoder`` group).
+        """
         enc = [p for p in self.encoder.parameters() if p.requires_grad]
         enc_ids = {id(p) for p in self.encoder.parameters()}
-        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in enc_ids]
+        mod_ids: set[int] = set()
+        if module_lr_scale != 1.0:
+            blocks: list[nn.Module] = [self.r2r] if self.r2r is not None else []
+            for st in self.decoder.stages:
+                blocks += [b for b in (st.r2r, st.tokens) if b is not None]
+            mod_ids = {id(p) for b in blocks for p in b.parameters()}
+        rest = [
+            p
+            for p in self.parameters()
+            if p.requires_grad and id(p) not in enc_ids and id(p) not in mod_ids
+        ]
         groups = [{"params": rest, "lr": lr, "name": "decoder"}]
+        mods = [p for p in self.parameters() if p.requires_grad and id(p) in mod_ids]
+        if mods:
+            groups.append({"params": mods, "lr": lr * module_lr_scale, "name": "modules"})
         if enc:
             groups.insert(0, {"params": enc, "lr": lr * backbone_lr_scale, "name": "encoder"})
         return groups

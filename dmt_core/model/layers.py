@@ -27,30 +27,48 @@ class GroupBatchNorm2d(nn.BatchNorm2d):
       statistics instead of the running ones, the behaviour of the official test
       script (which never calls ``eval()``), without updating the running statistics.
     * ``per_image``: statistics of each image alone, in training and with
-      ``use_group_stats`` (instance normalisation with BN's affine map and running
-      statistics); no information crosses the images through normalisation.
+      ``use_group_stats``; no information crosses the images through normalisation.
+      ``image_groups`` = 0 takes them per channel (instance normalisation with BN's
+      affine map); G > 0 over G groups of channels, as ``GroupNorm(G)`` does (G = 1:
+      one mean and variance per image). Per-channel statistics erase what a channel's
+      level says about the image (an absent object's channel is stretched to unit
+      variance like a present one's); shared statistics keep it.
+    * ``frozen``: always the running statistics (a BN of a frozen pretrained layer).
     """
 
     use_group_stats: bool = False
     per_image: bool = False
+    image_groups: int = 0
+    frozen: bool = False
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.per_image and (self.training or self.use_group_stats):
-            if self.training and self.num_batches_tracked is not None:
-                self.num_batches_tracked.add_(1)
-            return F.instance_norm(
-                x,
-                self.running_mean if self.training else None,
-                self.running_var if self.training else None,
-                self.weight,
-                self.bias,
-                use_input_stats=True,
-                momentum=self.momentum if self.momentum is not None else 0.1,
-                eps=self.eps,
+        if self.frozen:
+            return F.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
             )
+        if self.per_image and (self.training or self.use_group_stats):
+            if self.training:
+                self._track_per_image_stats(x)
+            # group_norm with one group per channel is instance norm; unlike
+            # F.instance_norm it keeps a channels-last input channels-last (1.7x faster steps)
+            groups = self.image_groups or x.shape[1]
+            return F.group_norm(x, groups, self.weight, self.bias, self.eps)
         if self.training or not self.use_group_stats:
             return super().forward(x)
         return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+    @torch.no_grad()
+    def _track_per_image_stats(self, x: Tensor) -> None:
+        """Running statistics as ``F.instance_norm`` keeps them: the mean over the images
+        of each image's channel mean and unbiased variance."""
+        if self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+        if self.running_mean is None or self.running_var is None:
+            return
+        var, mean = torch.var_mean(x.detach().float(), dim=(2, 3), correction=1)
+        m = self.momentum if self.momentum is not None else 0.1
+        self.running_mean.lerp_(mean.mean(0).to(self.running_mean.dtype), m)
+        self.running_var.lerp_(var.mean(0).to(self.running_var.dtype), m)
 
 
 class ConvBNAct(Conv2dNormActivation):
@@ -173,3 +191,6 @@ def check_group(images: Tensor, multiple: int = 16) -> None:
         raise ValueError(
             f"images must be a float tensor (ImageNet-normalised RGB), got dtype {images.dtype}"
         )
+    if not torch.isfinite(images).all():
+        bad = sorted({int(i) for i in (~torch.isfinite(images)).flatten(1).any(1).nonzero()})
+        raise ValueError(f"images {bad[:10]} of the group hold NaN or infinite values")

@@ -17,6 +17,7 @@ No positional encoding; LayerNorms on q, k and v separately; no final norm.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -82,6 +83,11 @@ class R2R(nn.Module):
         scales: pooling sizes of the key/value regions ({1, 3, 6}: 46 regions per image).
         query_side: taller maps are max-pooled to this many rows for the queries.
         drop_path: DropPath rate (per image on the attention, per group on the FFN).
+        init: ``"official"`` (truncated normal, std 0.02, everywhere) or ``"centering"``:
+            the value projection starts as the identity and the output projection as
+            minus the identity, so that with the near-uniform attention of the start,
+            ``F + Attn`` is ``F`` minus the mean of the group's (layer-normed) regions,
+            a group centering that training can reshape or undo.
     """
 
     def __init__(
@@ -91,14 +97,28 @@ class R2R(nn.Module):
         scales: Sequence[int] = (1, 3, 6),
         query_side: int = 16,
         drop_path: float = 0.1,
+        init: str = "official",
     ) -> None:
         super().__init__()
+        if init not in ("official", "centering"):
+            raise ValueError(f"R2R init must be 'official' or 'centering', got {init!r}")
         self.scales = tuple(scales)
         self.query_side = query_side
         self.drop_path = float(drop_path)
         self.attention = RegionAttention(dim, num_heads)
         self.ffn = R2RFeedForward(dim)
         trunc_normal_init(self)
+        if init == "centering":
+            with torch.no_grad():
+                nn.init.eye_(self.attention.to_v.weight)
+                nn.init.eye_(self.attention.proj.weight).neg_()
+
+    @classmethod
+    def from_config(cls, dim: int, cfg: Any) -> R2R:
+        """The R2R block of a :class:`~dmt_core.config.DMTConfig` at width ``dim``."""
+        return cls(
+            dim, cfg.r2r_heads, cfg.r2r_scales, cfg.r2r_query_side, cfg.drop_path, cfg.r2r_init
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         n, c, h, w = x.shape

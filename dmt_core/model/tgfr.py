@@ -117,7 +117,7 @@ class TGFR(nn.Module):
     ) -> tuple[StageMaps, Tensor]:
         n = tokens.shape[0]
         if aux:  # co, [bg], group in one head call
-            all_tokens = torch.cat([tokens, group.expand(n, 1, -1)], dim=1)
+            all_tokens = torch.cat([tokens, group.expand(n, -1)[:, None]], dim=1)
             maps = self.token_head(all_tokens, features)
             co, group_map = maps[:, :1], maps[:, -1:]
             bg = maps[:, 1:2] if self.use_bg else None
