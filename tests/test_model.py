@@ -168,7 +168,8 @@ def test_images_of_a_group_influence_each_other():
     y[1] = torch.randn_like(y[1])
     with torch.no_grad():
         assert (model(x).co[0] - model(y).co[0]).abs().max() > 1e-4
-    solo = tiny_model(use_r2r=False, use_cot2t=False, bn_inference="running").eval()
+    solo = tiny_model(use_r2r=False, use_cot2t=False, bn_inference="running", bn_scope="group")
+    solo.eval()
     with torch.no_grad():  # without both, and with running BN statistics: independent
         torch.testing.assert_close(solo(x).co[0], solo(y).co[0], atol=1e-5, rtol=1e-5)
     solo.set_inference_bn("group")  # the group's BN statistics are a path of their own
@@ -201,7 +202,7 @@ def test_tiny_preset_connects_the_images_only_through_r2r_and_cot2t(mode):
     torch.testing.assert_close(outputs(solo, x), outputs(solo, x[:1]), atol=1e-4, rtol=1e-4)
     for on in ({"use_r2r": False}, {"use_cot2t": False}):  # either module alone connects them
         model = tiny_model(**on)
-        assert (outputs(model, x) - outputs(model, y)).abs().max() > 1e-3, on
+        assert (outputs(model, x) - outputs(model, y)).abs().max() > 1e-4, on
 
 
 def test_bn_scope_image_keeps_the_images_apart_in_training_and_group_inference():
@@ -254,11 +255,11 @@ def test_per_image_statistics_over_channel_groups_and_frozen_running_statistics(
     # stays silent, where per-channel (instance) statistics stretch it like the others
     feats = torch.zeros(1, 2, 4, 4)
     feats[0, 0, :2, :2] = 5.0
-    feats[0, 1] = torch.randn(4, 4, generator=g) * 1e-3
+    feats[0, 1] = torch.randn(4, 4, generator=g) * 1e-2
     norm = GroupBatchNorm2d(2).train()
     norm.per_image = True
     norm.image_groups = 1
-    assert norm(feats)[0, 1].std() < 0.01  # flat: nothing there
+    assert norm(feats)[0, 1].std() < 0.02  # flat: nothing there
     norm.image_groups = 0
     assert norm(feats)[0, 1].std() > 0.9  # noise stretched to unit variance
     # frozen: the running statistics in every mode, never updated
