@@ -12,6 +12,18 @@ from helpers import REFERENCE_DIR
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a shared 2-core machine, 2 threads can be 10-30x slower.
+
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def reference():
     """The ``seeded_state`` module and golden outputs of ``../shared/reference``.

@@ -63,13 +63,7 @@ def written_files(out: Path) -> dict[str, tuple[int, int]]:
 GROUPS = {"one": 1, "three": 3, "thirty": 30}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, 2 threads can be 10-30x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
