@@ -25,9 +25,14 @@ from pathlib import Path
 
 import torch
 
-from dmt_core.analysis import foreign_image_probability, module_evidence, sm_by_group_size
+from dmt_core.analysis import (
+    foreign_image_probability,
+    format_evidence,
+    module_evidence,
+    sm_by_group_size,
+)
 from dmt_core.data.synthetic import write_benchmark
-from dmt_core.predict import load_predictor
+from dmt_core.weights import load_model
 
 
 def main() -> None:
@@ -42,7 +47,7 @@ def main() -> None:
     data = args.out / "data" / f"test_{args.groups}"
     if not data.exists():
         write_benchmark(data, "test", groups=args.groups, seed=1)
-    model, _ = load_predictor(args.model)
+    model = load_model(args.model)
     t0 = time.perf_counter()
     ev = module_evidence(model, data)
     ev["sm_by_group_size"] = sm_by_group_size(model, data, sizes=(None, 2, 1))
@@ -52,12 +57,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "evidence.json").write_text(json.dumps(ev, indent=2))
 
-    co, r2r = ev["co_token_target_ratio"], ev["r2r_cross_image_ratio"]
     print(f"model: {args.model}  ({args.groups} test groups, seed 1)")
-    print("co token attention on the target / uniform, per stage:")
-    print("  " + "  ".join(f"s{k}: {v:.2f}" for k, v in co.items()))
-    print("R2R target pixels -> other images' target regions / uniform, per block:")
-    print("  " + "  ".join(f"{k}: {v:.2f}" for k, v in r2r.items()))
+    print(format_evidence(ev))
     sm = ev["sm_by_group_size"]
     print(f"S-measure: whole groups {sm['None']:.3f}, pairs {sm['2']:.3f}, alone {sm['1']:.3f}")
     print(f"foreign image mean probability: {ev['foreign_image_probability']:.3f}")

@@ -13,6 +13,16 @@ plain numbers, so notebook 08 and ``benchmarks/module_evidence.py`` share them:
 * :func:`r2r_within_images`, :func:`cot2t_within_images` -- inference-time cuts of
   one module's path between the images (context managers), and :func:`group_sm` to
   score a model with and without them.
+
+And the tools the notebooks share to look inside a model:
+
+* :func:`record_io` -- a context manager that keeps the inputs and output of named
+  modules during a forward (the attention-recording and token-state hooks);
+* :func:`multihead_attention` -- ``nn.MultiheadAttention`` computed step by step, with
+  the attention weights of every head (notebook 03 builds it by hand and checks it
+  against this one);
+* :func:`r2r_layers` -- the R2R blocks of a model by name;
+* :func:`region_density` -- R2R's region weights of one image spread over its pixels.
 """
 
 from __future__ import annotations
@@ -27,10 +37,88 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .data.chunks import load_for_inference
 from .data.groups import GroupDataset
-from .data.inference import load_for_inference, to_uint8
+from .metrics import score
 
 Group = tuple[Tensor, Tensor]  # images (N, 3, S, S), masks (N, 1, S, S)
+
+
+# ----------------------------------------------------------------- looking inside
+@contextlib.contextmanager
+def record_io(modules: dict[str, torch.nn.Module], store: dict[str, Any]) -> Iterator[None]:
+    """Within the block, every forward of ``modules[name]`` stores ``(args, output)`` in
+    ``store[name]`` (tensors detached; the newest call wins). Hooks are removed on exit.
+
+    >>> seen = {}
+    >>> with record_io({"top": model.r2r}, seen):
+    ...     model(images)
+    >>> x, y = seen["top"][0][0], seen["top"][1]   # R2R's input and output (N, C, h, w)
+    """
+
+    def hook(name: str) -> Any:
+        def keep(module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            store[name] = (_detach(args), _detach(output))
+
+        return keep
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in modules.items()]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _detach(x: Any) -> Any:
+    if isinstance(x, Tensor):
+        return x.detach()
+    if isinstance(x, tuple | list):
+        return type(x)(_detach(v) for v in x)
+    return x
+
+
+def multihead_attention(
+    mha: torch.nn.MultiheadAttention, q_in: Tensor, k_in: Tensor, v_in: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``nn.MultiheadAttention`` (batch-first, no mask, no dropout) written out.
+
+    q_in (B, Lq, C), k_in and v_in (B, Lk, C) -> output (B, Lq, C) and the weights of
+    every head (B, heads, Lq, Lk): softmax(q k^T / sqrt(d)) per head of width d = C / heads.
+    """
+    c = q_in.shape[-1]
+    heads = mha.num_heads
+    d = c // heads
+    wq, wk, wv = mha.in_proj_weight.chunk(3)
+    bq, bk, bv = mha.in_proj_bias.chunk(3)
+    q = (q_in @ wq.T + bq).unflatten(-1, (heads, d)).transpose(1, 2)  # (B, heads, Lq, d)
+    k = (k_in @ wk.T + bk).unflatten(-1, (heads, d)).transpose(1, 2)  # (B, heads, Lk, d)
+    v = (v_in @ wv.T + bv).unflatten(-1, (heads, d)).transpose(1, 2)  # (B, heads, Lk, d)
+    w = torch.softmax(q @ k.transpose(-2, -1) / d**0.5, dim=-1)  # (B, heads, Lq, Lk)
+    return mha.out_proj((w @ v).transpose(1, 2).flatten(2)), w
+
+
+def r2r_layers(model: Any) -> dict[str, Any]:
+    """name -> R2R block: ``"top"`` (after DASPP), then ``"stage 5"`` .. ``"stage 2"``."""
+    layers = {"top": model.r2r} if model.r2r is not None else {}
+    layers.update({f"stage {s.stage}": s.r2r for s in model.decoder.stages if s.r2r is not None})
+    return layers
+
+
+def region_density(weights: Tensor, size: int, pools: Sequence[int] = (1, 3, 6)) -> Tensor:
+    """One image's R2R region weights (sum of p*p over ``pools``: 46) -> (size, size).
+
+    Each region's weight is spread evenly over the pixels it pools and scaled by the
+    pixel count (``size**2``): a map whose mean is the image's share of the attention
+    times the number of pools, 1.0 everywhere for uniform attention over one image.
+    """
+    out = torch.zeros(size, size)
+    start = 0
+    for p in pools:
+        block = weights[start : start + p * p].reshape(1, 1, p, p).float() * p * p
+        out += F.interpolate(block, size=(size, size), mode="nearest")[0, 0]
+        start += p * p
+    return out
 
 
 def labelled_groups(root: str | Path, input_size: int) -> Iterator[tuple[str, Tensor, Tensor]]:
@@ -71,12 +159,6 @@ def co_token_target_ratio(model: Any, images: Tensor, masks: Tensor) -> dict[int
         model.capture_attention(False)
 
 
-def _r2r_blocks(model: Any) -> list[tuple[str, Any]]:
-    blocks = [("encoder", model.r2r)] if model.r2r is not None else []
-    blocks += [(f"stage {s.stage}", s.r2r) for s in model.decoder.stages if s.r2r is not None]
-    return blocks
-
-
 @torch.no_grad()
 def r2r_cross_image_ratio(model: Any, images: Tensor, masks: Tensor) -> dict[str, float]:
     """Per R2R block: target pixels' attention to other images' target regions / uniform.
@@ -90,7 +172,7 @@ def r2r_cross_image_ratio(model: Any, images: Tensor, masks: Tensor) -> dict[str
     n = images.shape[0]
     if n < 2:
         raise ValueError("the cross-image share needs a group of at least 2 images")
-    blocks = _r2r_blocks(model)
+    blocks = list(r2r_layers(model).items())
     model.capture_attention(True)
     try:
         model(images)
@@ -133,7 +215,7 @@ def r2r_within_images(model: Any) -> Iterator[None]:
     def per_image(module: Any, args: tuple[Tensor, ...], output: Tensor) -> Tensor:
         return torch.cat([R2R.forward(module, x[None]) for x in args[0]])
 
-    hooks = [block.register_forward_hook(per_image) for _, block in _r2r_blocks(model)]
+    hooks = [block.register_forward_hook(per_image) for block in r2r_layers(model).values()]
     try:
         yield
     finally:
@@ -181,12 +263,7 @@ def group_sm(model: Any, groups: Iterable[Group]) -> float:
 
 
 def _sm(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> float:
-    from py_sod_metrics import Smeasure
-
-    sm = Smeasure()
-    for p, g in zip(preds, gts, strict=True):
-        sm.step(pred=to_uint8(p), gt=g.astype(np.uint8) * 255)
-    return float(sm.get_results()["sm"])
+    return score(preds, gts)["Sm"]
 
 
 @torch.no_grad()
@@ -254,3 +331,14 @@ def module_evidence(
         "co_token_target_ratio": {k: float(np.mean(v)) for k, v in co.items()},
         "r2r_cross_image_ratio": {k: float(np.mean(v)) for k, v in r2r.items()},
     }
+
+
+def format_evidence(evidence: dict[str, Any]) -> str:
+    """The two ratios of :func:`module_evidence` as four printable lines."""
+    co, r2r = evidence["co_token_target_ratio"], evidence["r2r_cross_image_ratio"]
+    return "\n".join([
+        "co token attention on the target / uniform, per stage:",
+        "  " + "  ".join(f"stage {k}: {v:.2f}" for k, v in co.items()),
+        "R2R target pixels -> target regions of the other images / uniform, per block:",
+        "  " + "  ".join(f"{k}: {v:.2f}" for k, v in r2r.items()),
+    ])  # fmt: skip

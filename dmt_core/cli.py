@@ -22,12 +22,13 @@ from pathlib import Path
 
 #: modules whose ``register(subparsers)`` adds more subcommands
 COMMAND_MODULES: tuple[str, ...] = (
-    "dmt_core.data.cli",
+    "dmt_core.data.commands",
     "dmt_core.train",
     "dmt_core.predict",
     "dmt_core.evaluate",
-    "dmt_core.pretrained",
-    "dmt_core.backbone",
+    "dmt_core.weights",
+    "dmt_core.recipes.export",
+    "dmt_core.recipes.pretrain_backbone",
 )
 
 
@@ -79,8 +80,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_convert_official(args: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint, save_checkpoint
-    from .config import DMTConfig
     from .convert import convert_official_state_dict
+    from .model.config import DMTConfig
 
     cfg = DMTConfig.paper()
     obj = load_checkpoint(args.input)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .config import DMTConfig
+from .model.config import DMTConfig
 
 _BN = r"norm\.(weight|bias|running_mean|running_var|num_batches_tracked)"
 

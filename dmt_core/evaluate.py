@@ -2,14 +2,14 @@
 
     result = evaluate_folder("pred/CoCA", "data/CoCA")    # the JSON structure, a dict
     result["overall"]["Sm"], result["groups"]["apple"]["MAE"]
-    fig = plot_curves([evaluate("pred/CoCA", "data/CoCA", label="DMT")])
+    fig = dmt_core.viz.plot_curves([evaluate("pred/CoCA", "data/CoCA", label="DMT")])
 
 Metrics (DMT_SPEC E.1, the community protocol): S-measure (alpha 0.5), E-measure
 (max / mean over the 256 thresholds of the dataset-mean curve, adaptive at
 ``min(2 * mean, 1)``), F-measure with beta^2 = 0.3 (max / mean / adaptive), weighted F
-(beta 1) and MAE, all computed by ``py_sod_metrics`` on each (prediction, mask) pair and
-**averaged over all images of the dataset**, not over groups. Predictions are read as
-8-bit grayscale (min-max normalised by pysodmetrics), masks are decoded by
+(beta 1) and MAE, all computed by :mod:`dmt_core.metrics` (pysodmetrics) on each
+(prediction, mask) pair and **averaged over all images of the dataset**, not over groups.
+Predictions are read as 8-bit grayscale (min-max normalised by pysodmetrics), masks are decoded by
 :func:`dmt_core.data.load_mask` (foreground = gray >= 128, as DMT's ``gt / 255 > 0.5``)
 and passed to pysodmetrics as 0/255.
 
@@ -36,7 +36,6 @@ import json
 import os
 import sys
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,15 +43,13 @@ from typing import Any
 
 import cv2
 import numpy as np
-import py_sod_metrics as sod
 from PIL import Image
 
 from .data.groups import Group, GroupDataset
 from .data.io import is_image_file, load_mask, too_large_error
 from .files import atomic_write
+from .metrics import CURVE_KEYS, METRIC_KEYS, SODMetrics, summarise, weighted_mean
 
-#: the metric names, in table order
-METRIC_KEYS = ("Sm", "maxEm", "meanEm", "adpEm", "maxFm", "meanFm", "adpFm", "wFm", "MAE")
 #: how many problem files an error message lists
 SHOW_PROBLEMS = 5
 #: the smallest mask side (pixels) the metrics are evaluated on
@@ -78,15 +75,12 @@ class Curves:
     def to_dict(self) -> dict[str, list[float]]:
         return {
             "thresholds": self.thresholds.tolist(),
-            **{k: getattr(self, k).astype(float).tolist() for k in _CURVE_KEYS},
+            **{k: getattr(self, k).astype(float).tolist() for k in CURVE_KEYS},
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Sequence[float]]) -> Curves:
-        return cls(**{k: np.asarray(d[k], dtype=np.float64) for k in _CURVE_KEYS})
-
-
-_CURVE_KEYS = ("precision", "recall", "fmeasure", "emeasure")
+        return cls(**{k: np.asarray(d[k], dtype=np.float64) for k in CURVE_KEYS})
 
 
 @dataclass
@@ -303,70 +297,6 @@ def read_prediction(path: Path) -> np.ndarray:
     return arr
 
 
-# ---------------------------------------------------------------- metrics
-
-
-class _Accumulator:
-    """The pysodmetrics objects of one group and their per-image means."""
-
-    def __init__(self) -> None:
-        with warnings.catch_warnings():  # Fmeasure is the classic (DMT) F; V2 is a superset
-            warnings.simplefilter("ignore")
-            self.fm = sod.Fmeasure()
-        self.em = sod.Emeasure()
-        self.sm = sod.Smeasure()
-        self.wfm = sod.WeightedFmeasure()
-        self.mae = sod.MAE()
-        self.n = 0
-
-    def step(self, pred: np.ndarray, gt: np.ndarray) -> None:
-        """pred (h, w) uint8 0..255; gt (h, w) uint8 0/255."""
-        for m in (self.fm, self.em, self.sm, self.wfm, self.mae):
-            m.step(pred=pred, gt=gt)
-        self.n += 1
-
-    def raw(self) -> dict[str, Any]:
-        """Per-image means: scalars and (256,) curves indexed by threshold 0..255."""
-        fm, em = self.fm.get_results(), self.em.get_results()["em"]
-        return {
-            "Sm": float(self.sm.get_results()["sm"]),
-            "wFm": float(self.wfm.get_results()["wfm"]),
-            "MAE": float(self.mae.get_results()["mae"]),
-            "adpEm": float(em["adp"]),
-            "adpFm": float(fm["fm"]["adp"]),
-            # pysodmetrics orders the curves by threshold 255..0: flip to 0..255
-            "emeasure": np.asarray(em["curve"], np.float64)[::-1],
-            "fmeasure": np.asarray(fm["fm"]["curve"], np.float64)[::-1],
-            "precision": np.asarray(fm["pr"]["p"], np.float64)[::-1],
-            "recall": np.asarray(fm["pr"]["r"], np.float64)[::-1],
-        }
-
-
-def _summarise(raw: Mapping[str, Any]) -> dict[str, float]:
-    """The :data:`METRIC_KEYS` from per-image means (max / mean of the mean curves)."""
-    em, fm = raw["emeasure"], raw["fmeasure"]
-    return {
-        "Sm": float(raw["Sm"]),
-        "maxEm": float(np.max(em)),
-        "meanEm": float(np.mean(em)),
-        "adpEm": float(raw["adpEm"]),
-        "maxFm": float(np.max(fm)),
-        "meanFm": float(np.mean(fm)),
-        "adpFm": float(raw["adpFm"]),
-        "wFm": float(raw["wFm"]),
-        "MAE": float(raw["MAE"]),
-    }
-
-
-def _weighted_mean(raws: Sequence[Mapping[str, Any]], counts: Sequence[int]) -> dict[str, Any]:
-    """Image-count-weighted mean of group results (scalars and curves alike)."""
-    w = np.asarray(counts, np.float64) / float(sum(counts))
-    return {
-        k: sum(wi * np.asarray(r[k], np.float64) for wi, r in zip(w, raws, strict=True))
-        for k in raws[0]
-    }
-
-
 def _as_dataset(data: str | os.PathLike | GroupDataset, subset: str | None) -> GroupDataset:
     if isinstance(data, GroupDataset):
         if not data.has_masks:
@@ -408,7 +338,7 @@ def evaluate(
     per_group: dict[str, dict[str, float]] = {}
     try:
         for g, preds in pairs:
-            acc = _Accumulator()
+            acc = SODMetrics()
             for pred_path, mask_path in zip(preds, g.masks or [], strict=True):
                 pred = read_prediction(pred_path)
                 gt = load_mask(mask_path).astype(np.uint8) * 255
@@ -423,17 +353,17 @@ def evaluate(
             raw = acc.raw()
             raws.append(raw)
             counts.append(acc.n)
-            per_group[g.name] = {**_summarise(raw), "images": acc.n}
+            per_group[g.name] = {**summarise(raw), "images": acc.n}
     finally:
         if bar is not None:
             bar.close()
-    total = _weighted_mean(raws, counts)
-    curves = Curves(**{k: np.asarray(total[k]) for k in _CURVE_KEYS})
+    total = weighted_mean(raws, counts)
+    curves = Curves(**{k: np.asarray(total[k]) for k in CURVE_KEYS})
     return Evaluation(
         label=label or Path(pred_dir).name,
         pred_dir=str(pred_dir),
         data=str(dataset.root),
-        overall=_summarise(total),
+        overall=summarise(total),
         groups=per_group,
         images=sum(counts),
         curves=curves,
@@ -476,71 +406,6 @@ def format_table(evaluations: Sequence[Evaluation], per_group: bool = True) -> s
     return "\n".join(lines)
 
 
-def _curves_of(ev: Evaluation | Mapping[str, Any]) -> tuple[str, Curves]:
-    if isinstance(ev, Evaluation):
-        return ev.label, ev.curves
-    if "curves" not in ev:
-        raise ValueError("an evaluation dict needs 'curves' (use evaluate_folder(curves=True))")
-    return str(ev.get("label", "prediction")), Curves.from_dict(ev["curves"])
-
-
-def plot_curves(
-    evaluations: Evaluation | Mapping[str, Any] | Sequence[Evaluation | Mapping[str, Any]],
-    labels: Sequence[str] | None = None,
-    title: str | None = None,
-):
-    """Precision-recall and F-measure-vs-threshold curves in one matplotlib Figure.
-
-    Args:
-        evaluations: one or several :class:`Evaluation` (or dicts with ``curves``).
-        labels: legend names (default: each evaluation's label).
-        title: figure title.
-
-    Returns:
-        A ``matplotlib.figure.Figure`` with two axes (no pyplot state is touched).
-    """
-    from matplotlib.figure import Figure
-
-    if isinstance(evaluations, Evaluation | Mapping):
-        evaluations = [evaluations]
-    items = [_curves_of(ev) for ev in evaluations]
-    if labels is not None:
-        if len(labels) != len(items):
-            raise ValueError(f"--labels: got {len(labels)} labels for {len(items)} predictions")
-        items = [(lab, c) for lab, (_, c) in zip(labels, items, strict=True)]
-    try:
-        import seaborn as sns
-
-        colors = sns.color_palette("colorblind", len(items))
-    except ImportError:  # seaborn is optional (notebooks extra)
-        colors = [f"C{i}" for i in range(len(items))]
-
-    fig = Figure(figsize=(11, 4.4), layout="constrained")
-    ax_pr, ax_f = fig.subplots(1, 2)
-    for (label, c), color in zip(items, colors, strict=True):
-        ax_pr.plot(c.recall, c.precision, color=color, lw=1.8, label=label)
-        best = int(np.argmax(c.fmeasure))
-        ax_f.plot(
-            c.thresholds, c.fmeasure, color=color, lw=1.8,
-            label=f"{label} (max {c.fmeasure[best]:.3f} at {best})",
-        )  # fmt: skip
-        ax_f.plot([best], [c.fmeasure[best]], "o", color=color, ms=5)
-    ax_pr.set(xlabel="recall", ylabel="precision", title="Precision-recall", xlim=(0, 1.01))
-    ax_f.set(
-        xlabel="threshold (prediction >= t, of 255)",
-        ylabel=r"F-measure ($\beta^2 = 0.3$)",
-        title="F-measure vs threshold",
-        xlim=(0, 255),
-    )
-    for ax in (ax_pr, ax_f):
-        ax.set_ylim(0, 1.01)
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="best", fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return fig
-
-
 def _write_text_atomic(path: Path, text: str) -> None:
     with atomic_write(path, "w") as f:
         f.write(text)
@@ -578,6 +443,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         _write_text_atomic(args.json, json.dumps(data, indent=1) + "\n")
         print(f"wrote {args.json}")
     if args.curves is not None:
+        from .viz import plot_curves
+
         _save_figure_atomic(plot_curves(evals, title=dataset.name), args.curves)
         print(f"wrote {args.curves}")
     return 0

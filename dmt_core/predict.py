@@ -45,36 +45,19 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from .checkpoint import load_model
-from .config import DMTConfig
+from .data.chunks import InferenceGroups, chunk_indices, resize_to_original
 from .data.groups import GroupDataset
-from .data.inference import InferenceGroups, chunk_indices, resize_to_original, to_uint8
 from .data.io import is_image_file
 from .files import atomic_write
-from .pretrained import PRETRAINED, pretrained_path
+from .metrics import to_uint8
+from .model.config import DMTConfig
 from .runtime import DEVICES, amp_dtype, select_device
+from .weights import list_weights, load_model, resolve
 
 BN_MODES = ("running", "group")
 #: the file in every prediction folder that records which model wrote it
 RECORD_NAME = "dmt_predict.json"
 RECORD_FORMAT = "dmt_predict/1"
-
-
-def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
-    """The checkpoint file for ``--checkpoint``: a shipped model's name or a file path.
-
-    Raises:
-        FileNotFoundError: neither a known model name nor an existing file.
-    """
-    key = str(name_or_path)
-    if key in PRETRAINED:
-        return pretrained_path(key)
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        return path
-    raise FileNotFoundError(
-        f"checkpoint {key!r}: no such file; shipped models: {', '.join(sorted(PRETRAINED))}"
-    )
 
 
 @dataclass
@@ -147,15 +130,6 @@ def _check_input_size(input_size: int) -> int:
     return int(input_size)
 
 
-def load_predictor(checkpoint: str | os.PathLike) -> tuple[torch.nn.Module, DMTConfig]:
-    """A model in eval mode and its config from a shipped model name or a checkpoint file.
-
-    Accepts the project's checkpoints (``dmt train``) and converted official weights
-    (``dmt convert-official``); both are dicts with ``model`` and ``config``.
-    """
-    return load_model(resolve_checkpoint(checkpoint))
-
-
 def predict_folder(
     model: torch.nn.Module | str | os.PathLike,
     data: str | os.PathLike | GroupDataset,
@@ -205,8 +179,8 @@ def predict_folder(
     """
     t_start = time.perf_counter()
     if not isinstance(model, torch.nn.Module):
-        checkpoint = resolve_checkpoint(model)
-        model, _ = load_predictor(model)
+        checkpoint = resolve(model)
+        model = load_model(checkpoint)
     ckpt_name = str(Path(checkpoint).resolve()) if checkpoint is not None else None
     cfg: DMTConfig = model.config  # type: ignore[assignment]
     size = _check_input_size(input_size if input_size is not None else cfg.input_size)
@@ -466,7 +440,8 @@ def _progress(total: int, enabled: bool):
 def _cmd_predict(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, _ = load_predictor(args.checkpoint)
+    checkpoint = resolve(args.checkpoint)
+    model = load_model(checkpoint)
     data = GroupDataset(args.data, subset=args.subset) if args.subset else args.data
     summary = predict_folder(
         model,
@@ -481,7 +456,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.no_progress,
         overwrite=args.overwrite,
-        checkpoint=resolve_checkpoint(args.checkpoint),
+        checkpoint=checkpoint,
     )
     print(summary)
     return 0
@@ -496,8 +471,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--checkpoint",
         required=True,
-        help="checkpoint file (dmt train / dmt convert-official) or a shipped model: "
-        + ", ".join(sorted(PRETRAINED)),
+        help="checkpoint file (dmt train / dmt convert-official), run folder, or a registered "
+        "model (dmt weights): " + ", ".join(list_weights("model")),
     )
     p.add_argument(
         "--data", type=Path, required=True, help="dataset folder, any layout (masks optional)"

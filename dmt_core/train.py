@@ -1,7 +1,8 @@
-"""Training: ``dmt train`` and its Python API :func:`train`.
+"""Training: ``dmt train``, its Python API :func:`train`, and the step :func:`train_step`.
 
 One optimisation step = one group per process (at most ``max_num`` images), as DMT
-trains. The run directory holds
+trains; :func:`train_step` is that step (forward with the side outputs, the 12-term
+loss, backward, Adam), and :func:`train` a short loop around it. The run directory holds
 
     config.yaml       the model config            options.json   the training options
     log.jsonl         one JSON line per step (every loss term) and per validation
@@ -12,7 +13,11 @@ A checkpoint is a dict of tensors and plain types (``model``, ``optimizer``,
 ``scheduler``, ``scaler``, ``step``, ``config``, ``options``, ``rng``, ``elapsed``), so
 it loads with ``weights_only=True``. Ctrl-C or SIGTERM finishes the current step, saves
 ``last.pt`` and exits; ``--resume`` continues from the newest checkpoint with the same
-step, optimiser, schedule and random streams.
+step, optimiser, schedule and random streams (:mod:`dmt_core.runs`).
+
+Every :class:`TrainOptions` field is a ``dmt train`` flag (``--time-budget`` for
+``time_budget``; ``--set KEY=VALUE`` for ``overrides``), generated from the field with
+its help text, so each default is written once, here.
 
 Multi-process: ``torchrun --standalone --nproc_per_node=N -m dmt_core train ...`` runs
 DistributedDataParallel (gloo on CPU, nccl on GPU); every process draws its own groups
@@ -41,20 +46,40 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
+from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import PRESETS, DMTConfig, field_type_error
-from .files import atomic_write, lock_directory, remove_stale_temp_files
+from .files import lock_directory, remove_stale_temp_files
 from .loss import dmt_loss
+from .metrics import SODMetrics
 from .model import DMT
+from .model.config import PRESETS, DMTConfig, field_type_error
+from .runs import (
+    effective_options,
+    load_optimizer_state,
+    newest_checkpoint,
+    options_record,
+    resume_options,
+    truncate_log,
+    write_options,
+)
 from .runtime import DEVICES, amp_dtype, git_commit, select_device
+from .weights import create_model
 
 #: preset -> default training options (the paper's; the tiny preset learns from scratch)
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
     "paper": {"steps": 80_000, "lr": 1e-4, "backbone_lr_scale": 0.01},
     "tiny": {"steps": 3_000, "lr": 1e-3, "backbone_lr_scale": 1.0},
 }
+
+
+def _opt(default: Any = None, help: str = "", **cli: Any) -> Any:
+    """A :class:`TrainOptions` field: its default, its doc (the flag's help) and how the
+    command line spells it (``flag``, ``choices``, ``metavar``, ``required``)."""
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata={"help": help, **cli})
+    return field(default=default, metadata={"help": help, **cli})
 
 
 @dataclass
@@ -65,43 +90,96 @@ class TrainOptions:
     learning-rate schedule follows the run's progress, max(step / steps, time / budget):
     linear warm-up from 0.001x over the first ``warmup`` fraction, then x``gamma`` at each
     fraction in ``milestones`` (the paper: 1,000 and 60,000 of 80,000 iterations).
-
-    ``group_bn_anneal`` (a fraction of the run; 0 = off) trains a per-image model
-    (``bn_scope="image"``) with group BatchNorm statistics at first: at progress p a step
-    uses them with probability ``1 - p / group_bn_anneal``. ``group_loss_weight``
-    scales the loss terms of the group-token maps; ``module_lr_scale`` the learning
-    rate of the attention modules (R2R, CtP2T, CoT2T).
+    Each field's help text is its documentation (``dmt train --help`` prints them all).
     """
 
-    train_data: tuple[str, ...] = ()
-    out: str = "runs/train"
-    preset: str = "tiny"
-    steps: int | None = None
-    time_budget: float | None = None
-    resume: bool = False
-    device: str = "auto"
-    overrides: dict[str, Any] = field(default_factory=dict)
-    val_data: str | None = None
-    val_groups: int = 6
-    val_every: int = 250
-    lr: float | None = None
-    backbone_lr_scale: float | None = None
-    warmup: float = 1_000 / 80_000
-    milestones: tuple[float, ...] = (60_000 / 80_000,)
-    gamma: float = 0.1
-    max_num: int = 8
-    grad_clip: float | None = None
-    group_bn_anneal: float = 0.0
-    group_loss_weight: float = 1.0
-    module_lr_scale: float = 1.0
-    amp: str = "auto"
-    seed: int = 0
-    workers: int | None = None
-    synthesis: str = "auto"
-    ckpt_every: int = 500
-    pretrained: bool | None = None
-    quiet: bool = False
-    command: str = ""  # the command line that started the run (recorded in options.json)
+    train_data: tuple[str, ...] = _opt(
+        (),
+        "training set folders, any layout with masks (groups of all sets are mixed)",
+        required=True,
+        metavar="DIR",
+    )
+    out: str = _opt(
+        "runs/train",
+        "the run folder (locked while the run lives)",
+        required=True,
+        metavar="RUN_DIR",
+    )
+    preset: str = _opt("tiny", "model preset (on --resume: the run's)", choices=PRESETS)
+    steps: int | None = _opt(
+        None,
+        "optimisation steps (default: the preset's, unless --time-budget; on --resume: the run's)",
+    )
+    time_budget: float | None = _opt(
+        None, "stop when this many seconds of training are up", metavar="SECONDS"
+    )
+    resume: bool = _opt(
+        False,
+        "continue the newest checkpoint; the architecture (--preset, --set) stays, new "
+        "--steps, --time-budget, --lr, ... apply and are recorded in options.json",
+    )
+    device: str = _opt("auto", "where to train", choices=DEVICES)
+    overrides: dict[str, Any] = _opt(
+        {},
+        "override a DMTConfig field (YAML value; repeat for several)",
+        flag="--set",
+        metavar="KEY=VALUE",
+    )
+    val_data: str | None = _opt(
+        None, "validation set (default: groups held out of the first training set)", metavar="DIR"
+    )
+    val_groups: int = _opt(6, "groups held out for validation when there is no --val-data")
+    val_every: int = _opt(
+        250, "validate every this many steps (0: only at the end)", metavar="STEPS"
+    )
+    lr: float | None = _opt(
+        None, "base learning rate (default: the preset's; on --resume: the run's)"
+    )
+    backbone_lr_scale: float | None = _opt(
+        None,
+        "learning-rate factor of the trainable encoder layers (default: the preset's, "
+        "0.01 for the paper)",
+    )
+    warmup: float = _opt(
+        1_000 / 80_000, "linear warm-up over this fraction of the run", metavar="FRACTION"
+    )
+    milestones: tuple[float, ...] = _opt(
+        (60_000 / 80_000,),
+        "fractions of the run at which the learning rate is multiplied by --gamma",
+        metavar="FRACTION",
+    )
+    gamma: float = _opt(0.1, "learning-rate factor at each milestone")
+    max_num: int = _opt(8, "images per group and step")
+    grad_clip: float | None = _opt(None, "clip the gradient norm to this value", metavar="NORM")
+    group_bn_anneal: float = _opt(
+        0.0,
+        "per-image models: use group BatchNorm statistics at first, with probability "
+        "1 - progress / FRACTION (0: off)",
+        metavar="FRACTION",
+    )
+    group_loss_weight: float = _opt(1.0, "weight of the group-token map's loss terms")
+    module_lr_scale: float = _opt(
+        1.0, "learning-rate factor of the R2R, CtP2T and CoT2T parameters"
+    )
+    amp: str = _opt(
+        "auto", "mixed precision (auto: on GPUs only)", choices=("auto", "off", "bf16", "fp16")
+    )
+    seed: int = _opt(0, "seed of the model init, the group stream and the augmentation")
+    workers: int | None = _opt(None, "loader processes (default 0 on CPU, 4 on GPU)")
+    synthesis: str = _opt(
+        "auto",
+        "forward/reverse synthesis (auto: on DUTS-like sets only)",
+        choices=("auto", "on", "off"),
+    )
+    ckpt_every: int = _opt(500, "write last.pt every this many steps", metavar="STEPS")
+    pretrained: bool | None = _opt(
+        None,
+        "start the encoder from its registered weights (default: the config's "
+        "pretrained_backbone, on for both presets)",
+    )
+    quiet: bool = _opt(False, "no progress bar")
+    #: the command line that started the run (recorded in options.json; not a flag)
+    command: str = ""
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -117,10 +195,10 @@ class TrainOptions:
             self.lr = defaults["lr"]
         if self.backbone_lr_scale is None:
             self.backbone_lr_scale = defaults["backbone_lr_scale"]
-        for name, flag in _NUMBER_OPTIONS.items():
+        for name in _NUMBER_OPTIONS:
             value = getattr(self, name)
             if value is not None and not _finite_number(value):
-                raise ValueError(f"{flag}: expected a finite number, got {value!r}")
+                raise ValueError(f"{flag_of(name)}: expected a finite number, got {value!r}")
         if not all(math.isfinite(m) for m in self.milestones):
             raise ValueError(f"milestones must be finite fractions, got {self.milestones}")
         if self.lr is not None and self.lr <= 0:
@@ -141,18 +219,11 @@ class TrainOptions:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-#: numeric options that must be finite (None is allowed), and how the command line names them
-_NUMBER_OPTIONS = {
-    "lr": "--lr",
-    "time_budget": "--time-budget",
-    "backbone_lr_scale": "backbone_lr_scale",
-    "warmup": "warmup",
-    "gamma": "gamma",
-    "grad_clip": "--grad-clip",
-    "group_bn_anneal": "--group-bn-anneal",
-    "group_loss_weight": "--group-loss-weight",
-    "module_lr_scale": "--module-lr-scale",
-}
+#: numeric options that must be finite (None is allowed)
+_NUMBER_OPTIONS = (
+    "lr", "time_budget", "backbone_lr_scale", "warmup", "gamma", "grad_clip",
+    "group_bn_anneal", "group_loss_weight", "module_lr_scale",
+)  # fmt: skip
 
 
 def _finite_number(value: Any) -> bool:
@@ -161,6 +232,15 @@ def _finite_number(value: Any) -> bool:
 
 def _integer(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def flag_of(name: str) -> str:
+    """The flag of a :class:`TrainOptions` field (``time_budget`` -> ``--time-budget``)."""
+    f = _FIELDS[name]
+    return f.metadata.get("flag") or "--" + name.replace("_", "-")
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainOptions)}
 
 
 # --------------------------------------------------------------------------- schedule
@@ -264,18 +344,6 @@ def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) or amp_dtype(device)
 
 
-def newest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint of ``run_dir`` with the highest step (``final.pt`` or ``last.pt``)."""
-    best: tuple[int, Path] | None = None
-    for name in ("last.pt", "final.pt"):
-        p = Path(run_dir) / name
-        if p.is_file():
-            step = int(load_checkpoint(p).get("step", -1))
-            if best is None or step >= best[0]:
-                best = (step, p)
-    return None if best is None else best[1]
-
-
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     """``["use_r2r=false", "hidden_dim=32"]`` -> {"use_r2r": False, "hidden_dim": 32}.
 
@@ -299,134 +367,6 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         if problem:
             raise ValueError(f"--set {key}={value}: {problem}")
     return out
-
-
-# --------------------------------------------------------------------------- resume
-#: options that say nothing about the training itself (never recorded as changes)
-_NOT_RECORDED = ("resume", "command", "quiet", "pretrained", "preset", "overrides", "out")
-
-
-def _options_record(run: Path) -> dict[str, Any]:
-    """``RUN/options.json`` (the original options and the ``changes``), ``{}`` if unreadable."""
-    try:
-        data = json.loads((run / "options.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def effective_options(record: dict[str, Any], before_step: int | None = None) -> dict[str, Any]:
-    """The options in force according to an ``options.json`` record: the original ones
-    with the recorded ``changes`` applied (only those before ``before_step``, if given)."""
-    out = {k: v for k, v in record.items() if k != "changes"}
-    for c in record.get("changes", []):
-        if before_step is None or c.get("step", 0) < before_step:
-            out[c["option"]] = c["to"]
-    return out
-
-
-def resume_options(
-    opts: TrainOptions,
-    ckpt: dict[str, Any],
-    cfg: DMTConfig,
-    record: dict[str, Any],
-    source: str | os.PathLike = "checkpoint",
-) -> tuple[TrainOptions, list[dict[str, Any]]]:
-    """The options a resumed run applies, and what changed since the checkpoint's run.
-
-    The architecture comes from the checkpoint: ``opts.preset`` must be the checkpoint
-    run's, and every ``opts.overrides`` value must equal the checkpoint config's (else a
-    ValueError naming the option). Other options are taken from ``opts``; the returned
-    changes (``{"step", "option", "from", "to"}``) list those that differ from the
-    options in force at the checkpoint's step.
-    """
-    step = int(ckpt["step"])
-    ck_opts = ckpt.get("options") or {}
-    before = effective_options(record, step) if record else dict(ck_opts)
-    old_preset = before.get("preset") or ck_opts.get("preset")
-    if old_preset and opts.preset != old_preset:
-        raise ValueError(
-            f"--resume: {source} was trained with --preset {old_preset}, not {opts.preset}; "
-            "the architecture cannot change on --resume (drop --preset, or start a new --out)"
-        )
-    have = cfg.to_dict()
-    wrong = [
-        f"{k}={v!r} (the checkpoint has {have[k]!r})"
-        for k, v in opts.overrides.items()
-        if k in have and (list(v) if isinstance(v, tuple) else v) != have[k]
-    ]
-    if wrong:
-        raise ValueError(
-            f"--resume: --set {', '.join(wrong[:3])}: {source} was trained with another "
-            "architecture, which cannot change on --resume (drop --set, or start a new --out)"
-        )
-    applied = dataclasses.replace(
-        opts, overrides=dict(before.get("overrides", ck_opts.get("overrides", {})))
-    )
-    now = applied.to_dict()
-    changes = [
-        {"step": step, "option": k, "from": before[k], "to": now[k]}
-        for k in now
-        if k not in _NOT_RECORDED and k in before and before[k] != now[k]
-    ]
-    return applied, changes
-
-
-def _write_options(
-    run: Path, opts: TrainOptions, changes: list[dict[str, Any]], resumed_at: int | None
-) -> None:
-    """``options.json``: a new run's options; on resume the original ones plus ``changes``.
-
-    Changes recorded at or after the resumed step are dropped first (they belong to a
-    run that was stopped before its next checkpoint).
-    """
-    if resumed_at is None:
-        record = opts.to_dict()
-    else:
-        record = _options_record(run) or opts.to_dict()  # a lost record restarts from here
-        kept = [c for c in record.get("changes", []) if c.get("step", 0) < resumed_at]
-        record["changes"] = kept + changes
-    with atomic_write(run / "options.json", "w") as f:
-        f.write(json.dumps(record, indent=2))
-
-
-def truncate_log(path: Path, step: int) -> int:
-    """Drop the lines of ``log.jsonl`` past ``step`` (and unreadable ones, e.g. a line
-    cut by ``kill -9``), so that a resumed run logs each step once; returns how many."""
-    if not path.is_file():
-        return 0
-    lines = path.read_text().splitlines(keepends=True)
-    kept = []
-    for line in lines:
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if line.endswith("\n") and isinstance(rec, dict) and int(rec.get("step", 0)) <= step:
-            kept.append(line)
-    if len(kept) != len(lines):
-        with atomic_write(path, "w") as f:
-            f.writelines(kept)
-    return len(lines) - len(kept)
-
-
-def _load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any], source: Any) -> None:
-    """Load the checkpoint's optimizer state, keeping this run's learning rates.
-
-    The state dict carries each group's ``lr`` and ``initial_lr``; those of this run's
-    options (a new ``--lr``, say) replace them, so the new rate is the one applied.
-    """
-    fresh = [(g.get("name"), g["initial_lr"]) for g in optimizer.param_groups]
-    names = [g.get("name") for g in state.get("param_groups", [])]
-    if len(names) != len(fresh):
-        raise ValueError(
-            f"--resume: {source} has {len(names)} parameter group(s) {names}, this run "
-            f"{len(fresh)} {[n for n, _ in fresh]}; options that split the parameters "
-            "(--module-lr-scale 1 or not) cannot change on --resume"
-        )
-    optimizer.load_state_dict(state)
-    for g, (_, lr) in zip(optimizer.param_groups, fresh, strict=True):
-        g["initial_lr"] = lr
 
 
 class _StopFlag:
@@ -453,31 +393,70 @@ class _StopFlag:
 # --------------------------------------------------------------------------- validation
 @torch.no_grad()
 def validate(model: DMT, dataset: Any, input_size: int, device: torch.device) -> dict[str, float]:
-    """S-measure and MAE (pysodmetrics) at the original sizes of a held-out set."""
-    from py_sod_metrics import MAE, Smeasure
-
-    from .data.inference import InferenceGroups, resize_to_original, to_uint8
+    """S-measure and MAE (:mod:`dmt_core.metrics`) at the original sizes of a held-out set."""
+    from .data.chunks import InferenceGroups, resize_to_original
     from .data.io import load_mask
 
     was_training = model.training
     model.eval()
-    sm, mae = Smeasure(), MAE()
+    metrics = SODMetrics(("Sm", "MAE"))
     try:
         for item in InferenceGroups(dataset, input_size=input_size, max_num=25):
             probs = model.predict(item["images"].to(device))
             for pred, mask_path in zip(
                 resize_to_original(probs, item["sizes"]), item["mask_paths"], strict=True
             ):
-                gt = load_mask(mask_path).astype(np.uint8) * 255
-                p = to_uint8(pred)
-                sm.step(pred=p, gt=gt)
-                mae.step(pred=p, gt=gt)
+                metrics.step(pred, load_mask(mask_path))
     finally:
         model.train(was_training)
-    return {"Sm": float(sm.get_results()["sm"]), "MAE": float(mae.get_results()["mae"])}
+    return metrics.results()
 
 
-# --------------------------------------------------------------------------- the loop
+# --------------------------------------------------------------------------- the step
+def train_step(
+    model: torch.nn.Module,
+    batch: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
+    *,
+    amp_dtype: torch.dtype | None = None,
+    grad_clip: float | None = None,
+    group_loss_weight: float = 1.0,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """One optimisation step on one group, as DMT trains.
+
+    batch["images"] (N, 3, S, S) and batch["masks"] (N, 1, S, S) go to the model's device;
+    the forward runs with the side outputs (``aux=True``) under autocast when
+    ``amp_dtype`` is given; :func:`dmt_core.loss.dmt_loss` gives the 12-term loss; then
+    backward (through ``scaler`` for fp16), optional gradient clipping, and the step.
+
+    Returns the loss and its terms, detached, on the device (reading them is the only
+    host sync, left to the caller).
+    """
+    device = next(model.parameters()).device
+    images = batch["images"].to(device, non_blocking=True)
+    masks = batch["masks"].to(device, non_blocking=True)
+    autocast = (
+        torch.autocast(device.type, dtype=amp_dtype)
+        if amp_dtype is not None
+        else contextlib.nullcontext()
+    )
+    with autocast:
+        out = model(images, aux=True)
+    loss, terms = dmt_loss(out, masks, group_loss_weight)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        scaler = torch.amp.GradScaler(device.type, enabled=False)
+    scaler.scale(loss).backward()
+    if grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach(), {k: v.detach() for k, v in terms.items()}
+
+
+# --------------------------------------------------------------------------- the run
 def train(opts: TrainOptions) -> dict[str, Any]:
     """Run (or resume) a training run; returns the summary written to ``summary.json``.
 
@@ -509,56 +488,158 @@ def train(opts: TrainOptions) -> dict[str, Any]:
                 run.rmdir()  # only when empty: the run failed before writing anything
 
 
+@dataclass
+class _Run:
+    """What the loop carries: the model and its optimiser state, where it stands, the data."""
+
+    opts: TrainOptions
+    cfg: DMTConfig
+    device: torch.device
+    model: DMT
+    net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    schedule: Schedule
+    amp_dtype: torch.dtype | None
+    rank: int = 0
+    world: int = 1
+    step: int = 0
+    elapsed: float = 0.0
+    val_set: Any = None
+    held_out: list[str] = field(default_factory=list)
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    val_step: int = -1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def finished(self) -> bool:
+        return self.schedule.progress(self.step, self.elapsed) >= 1.0
+
+
 def _train_locked(opts: TrainOptions) -> dict[str, Any]:
-    """:func:`train` once the run directory is held."""
-    from tqdm.auto import tqdm
-
-    from .data.groups import GroupDataset
-    from .data.synthesis import SynthesisConfig
-    from .data.train import TrainGroups
-
+    """:func:`train` once the run directory is held: set up, loop, finish."""
     rank, local_rank, world = _dist_info()
-    distributed = world > 1
+    device = _setup_process(opts, local_rank, world)
+    ckpt, source, cfg, opts, changes = _start_or_resume(opts)
+    r = _build(opts, cfg, device, ckpt, source, rank, world)
+    if ckpt is not None and r.is_main:
+        _report_resume(Path(opts.out), r.step, source, changes)
+    r.val_set, loader, r.held_out = _data(opts, cfg, device, r.step, rank, world)
+    out = Path(opts.out)
+    if r.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.to_yaml(out / "config.yaml")
+        write_options(out, opts, changes, r.step if ckpt is not None else None)
+        if r.held_out:
+            (out / "val_groups.json").write_text(json.dumps(r.held_out, indent=2))
+    log = (out / "log.jsonl").open("a") if r.is_main else None
+    bar = _progress_bar(opts, r)
+    stopped_by: str | None = None
+    # the dropout stream: restored exactly in one process, reseeded per rank otherwise
+    if ckpt is not None and world == 1:
+        torch.set_rng_state(ckpt["rng"]["torch"])
+    elif world > 1:
+        torch.manual_seed(opts.seed + 7919 * rank + r.step)
+    data = iter(loader)
+    r.model.train()
+    t_start = time.perf_counter() - r.elapsed
+    with _StopFlag() as stop:
+        while not r.finished:
+            batch = next(data)
+            _set_learning_rate(r)
+            t0 = time.perf_counter()
+            loss, terms = train_step(
+                r.net, batch, r.optimizer, r.scaler, amp_dtype=r.amp_dtype,
+                grad_clip=opts.grad_clip, group_loss_weight=opts.group_loss_weight,
+            )  # fmt: skip
+            r.step += 1
+            r.elapsed = time.perf_counter() - t_start
+            if log is not None:
+                _log_step(log, bar, r, loss, terms, batch, time.perf_counter() - t0)
+            if (
+                r.is_main
+                and r.val_set is not None
+                and opts.val_every
+                and not r.step % opts.val_every
+            ):
+                _validate(r, log)
+            if r.is_main and opts.ckpt_every and r.step % opts.ckpt_every == 0:
+                _save(r, "last.pt")
+            stopped_by, done = _should_stop(r, stop)
+            if stopped_by or done:
+                break
+    bar.close()
+    r.model.set_bn_scope(cfg.bn_scope)
+    summary = _finish(r, stopped_by, log) if r.is_main else {}
+    if log is not None:
+        log.close()
+    del data
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    if stopped_by is not None and stop.signal is not None:
+        raise KeyboardInterrupt(stopped_by)
+    return summary
+
+
+def _setup_process(opts: TrainOptions, local_rank: int, world: int) -> torch.device:
+    """The device of this process; the process group and thread count of a torchrun run."""
     device = select_device(opts.device, local_rank)
-    if distributed and not dist.is_initialized():
+    if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    elif distributed:
+    elif world > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    is_main = rank == 0
-    run = Path(opts.out)
+    return device
 
-    # ---- resume state or fresh start
-    ckpt: dict[str, Any] | None = None
-    changes: list[dict[str, Any]] = []
-    if opts.resume:
-        path = newest_checkpoint(run)
-        if path is None:
-            raise FileNotFoundError(f"--resume: no last.pt or final.pt in {run}")
-        ckpt = load_checkpoint(path)
-        missing = [k for k in ("model", "optimizer", "config", "step") if k not in ckpt]
-        if missing:
-            raise ValueError(
-                f"{path}: not a training checkpoint (no {', '.join(missing)}); --resume "
-                "needs the last.pt or final.pt of a dmt train run"
-            )
-        try:
-            cfg = DMTConfig.from_dict(ckpt["config"])
-        except ValueError as e:
-            raise ValueError(f"{path}: its config is not valid here ({e})") from e
-        opts, changes = resume_options(opts, ckpt, cfg, _options_record(run), source=path)
-    else:
+
+def _start_or_resume(
+    opts: TrainOptions,
+) -> tuple[dict[str, Any] | None, Path | None, DMTConfig, TrainOptions, list[dict[str, Any]]]:
+    """A fresh run's config, or the newest checkpoint with the options a resume applies."""
+    run = Path(opts.out)
+    if not opts.resume:
         if (run / "last.pt").exists() or (run / "final.pt").exists():
             raise ValueError(f"{run} already holds a run; pass --resume or choose another --out")
         try:
-            cfg = DMTConfig.preset(opts.preset, **opts.overrides)
+            return None, None, DMTConfig.preset(opts.preset, **opts.overrides), opts, []
         except ValueError as e:
             raise ValueError(f"--set / --preset {opts.preset}: {e}") from e
+    path = newest_checkpoint(run)
+    if path is None:
+        raise FileNotFoundError(f"--resume: no last.pt or final.pt in {run}")
+    ckpt = load_checkpoint(path)
+    missing = [k for k in ("model", "optimizer", "config", "step") if k not in ckpt]
+    if missing:
+        raise ValueError(
+            f"{path}: not a training checkpoint (no {', '.join(missing)}); --resume "
+            "needs the last.pt or final.pt of a dmt train run"
+        )
+    try:
+        cfg = DMTConfig.from_dict(ckpt["config"])
+    except ValueError as e:
+        raise ValueError(f"{path}: its config is not valid here ({e})") from e
+    opts, changes = resume_options(opts, ckpt, cfg, options_record(run), source=path)
+    return ckpt, path, cfg, opts, changes
 
+
+def _build(
+    opts: TrainOptions,
+    cfg: DMTConfig,
+    device: torch.device,
+    ckpt: dict[str, Any] | None,
+    source: Path | None,
+    rank: int,
+    world: int,
+) -> _Run:
+    """Model, optimiser, scaler and schedule; restored from ``ckpt`` when resuming."""
     torch.manual_seed(opts.seed)
     pretrained = cfg.pretrained_backbone if opts.pretrained is None else opts.pretrained
-    model = DMT(cfg, pretrained=bool(pretrained) and ckpt is None).to(device)
+    model = create_model(cfg, pretrained=bool(pretrained) and ckpt is None).to(device)
     optimizer = torch.optim.Adam(
         model.param_groups(opts.lr, opts.backbone_lr_scale, opts.module_lr_scale),
         betas=(0.9, 0.99),
@@ -566,35 +647,43 @@ def _train_locked(opts: TrainOptions) -> dict[str, Any]:
     )
     for g in optimizer.param_groups:
         g["initial_lr"] = g["lr"]
-    schedule = Schedule(opts.steps, opts.time_budget, opts.warmup, opts.milestones, opts.gamma)
-    amp_dtype = _amp_dtype(opts.amp, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16)
-    step, elapsed = 0, 0.0
+    dtype = _amp_dtype(opts.amp, device)
+    r = _Run(
+        opts=opts, cfg=cfg, device=device, model=model, net=model, optimizer=optimizer,
+        scaler=torch.amp.GradScaler("cuda", enabled=dtype is torch.float16),
+        schedule=Schedule(opts.steps, opts.time_budget, opts.warmup, opts.milestones, opts.gamma),
+        amp_dtype=dtype, rank=rank, world=world,
+    )  # fmt: skip
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
-        _load_optimizer(optimizer, ckpt["optimizer"], path)
+        load_optimizer_state(optimizer, ckpt["optimizer"], source)
         if ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        step, elapsed = int(ckpt["step"]), float(ckpt.get("elapsed", 0.0))
-        if is_main:
-            dropped = truncate_log(run / "log.jsonl", step)
-            print(f"resumed from step {step} ({path})", flush=True)
-            if dropped:
-                print(f"dropped {dropped} log line(s) past step {step} (lost with the stopped run)")
-            for c in changes:
-                print(f"resume: {c['option']} {c['to']!r} from step {step} (was {c['from']!r})")
-    # the learning rate the log reports: the one the decoder's parameters get
-    base_group = next(
-        (g for g in optimizer.param_groups if g.get("name") == "decoder"),
-        optimizer.param_groups[-1],
-    )
-    net: torch.nn.Module = model
-    if distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
+            r.scaler.load_state_dict(ckpt["scaler"])
+        r.step, r.elapsed = int(ckpt["step"]), float(ckpt.get("elapsed", 0.0))
+    if world > 1:
+        r.net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
+    return r
 
-    # ---- data
+
+def _report_resume(run: Path, step: int, source: Path | None, changes: list[dict]) -> None:
+    dropped = truncate_log(run / "log.jsonl", step)
+    print(f"resumed from step {step} ({source})", flush=True)
+    if dropped:
+        print(f"dropped {dropped} log line(s) past step {step} (lost with the stopped run)")
+    for c in changes:
+        print(f"resume: {c['option']} {c['to']!r} from step {step} (was {c['from']!r})")
+
+
+def _data(
+    opts: TrainOptions, cfg: DMTConfig, device: torch.device, step: int, rank: int, world: int
+) -> tuple[Any, DataLoader, list[str]]:
+    """The validation set, the training loader (resumed at ``step``) and the held-out names."""
+    from .data.groups import GroupDataset
+    from .data.paste import SynthesisConfig
+    from .data.sampling import TrainGroups
+
     sets = [GroupDataset(Path(p), require_masks=True) for p in opts.train_data]
     sets, val_set, held_out = _split_validation(sets, opts)
     if opts.synthesis == "off":
@@ -613,170 +702,134 @@ def _train_locked(opts: TrainOptions) -> dict[str, Any]:
     )
     # on a CPU the loader shares the cores with the model: load in-process by default
     workers = opts.workers if opts.workers is not None else (4 if device.type == "cuda" else 0)
-    sampler = DrawSampler(len(dataset), opts.seed, step, rank, world)
     loader = DataLoader(
         dataset,
         batch_size=None,
-        sampler=sampler,
+        sampler=DrawSampler(len(dataset), opts.seed, step, rank, world),
         num_workers=workers,
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(opts.seed),  # keeps the global RNG untouched
     )
+    return val_set, loader, held_out
 
-    if is_main:
-        run.mkdir(parents=True, exist_ok=True)
-        cfg.to_yaml(run / "config.yaml")
-        _write_options(run, opts, changes, step if ckpt is not None else None)
-        if held_out:
-            (run / "val_groups.json").write_text(json.dumps(held_out, indent=2))
-    log = (run / "log.jsonl").open("a") if is_main else None
 
-    def checkpoint(name: str) -> Path:
-        return save_checkpoint(
-            {
-                "format": "dmt_core",
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": {**schedule.state_dict(), "step": step, "elapsed": elapsed},
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "step": step,
-                "elapsed": elapsed,
-                "config": cfg.to_dict(),
-                "options": opts.to_dict(),
-                "rng": {"torch": torch.get_rng_state()},
-            },
-            run / name,
-        )
+def _progress_bar(opts: TrainOptions, r: _Run) -> Any:
+    from tqdm.auto import tqdm
 
-    def finished() -> bool:
-        return schedule.progress(step, elapsed) >= 1.0
-
-    val_metrics: dict[str, float] = {}
-    val_step = -1
-    stopped_by: str | None = None
-    model.train()
-    bar = tqdm(
+    return tqdm(
         total=opts.steps,
-        initial=step,
-        disable=not is_main or opts.quiet,
+        initial=r.step,
+        disable=not r.is_main or opts.quiet,
         unit="step",
         mininterval=1.0 if sys.stderr.isatty() else 30.0,
         dynamic_ncols=True,
     )
-    autocast = (
-        torch.autocast(device.type, dtype=amp_dtype)
-        if amp_dtype is not None
-        else contextlib.nullcontext()
+
+
+def _set_learning_rate(r: _Run) -> None:
+    """The schedule's rate for this step (and, when annealing, this step's BN scope)."""
+    factor = r.schedule.factor(r.step, r.elapsed)
+    if r.opts.group_bn_anneal > 0 and r.cfg.bn_scope == "image":
+        progress = r.schedule.progress(r.step, r.elapsed)
+        r.model.set_bn_scope(_step_bn_scope(r.opts, progress, r.step))
+    for g in r.optimizer.param_groups:
+        g["lr"] = g["initial_lr"] * factor
+
+
+def _base_lr(r: _Run) -> float:
+    """The learning rate the log reports: the one the decoder's parameters get."""
+    groups = r.optimizer.param_groups
+    return next((g for g in groups if g.get("name") == "decoder"), groups[-1])["lr"]
+
+
+def _log_step(
+    log: Any, bar: Any, r: _Run, loss: Tensor, terms: dict[str, Tensor], batch: dict, sec: float
+) -> None:
+    """One ``log.jsonl`` line: the loss and its terms, lr, images, group, seconds."""
+    values = torch.stack([loss, *terms.values()]).tolist()
+    if not math.isfinite(values[0]):
+        raise FloatingPointError(
+            f"training diverged: the loss is {values[0]} at step {r.step} (learning "
+            f"rate {_base_lr(r):.3g}); lower --lr or set --grad-clip"
+        )
+    rec = {"step": r.step, "lr": _base_lr(r), "loss": values[0]}
+    rec.update(dict(zip(terms, values[1:], strict=True)))
+    n = len(batch["images"])
+    rec.update({"images": n, "group": batch["group"], "sec": sec, "elapsed": r.elapsed})
+    log.write(json.dumps(rec) + "\n")
+    log.flush()
+    bar.update(1)
+    bar.set_postfix(loss=f"{values[0]:.3f}", img_s=f"{n / sec:.1f}")
+
+
+def _validate(r: _Run, log: Any) -> None:
+    r.model.set_bn_scope(r.cfg.bn_scope)
+    r.val_metrics = validate(r.model, r.val_set, r.cfg.input_size, r.device)
+    r.val_step = r.step
+    _log_val(log, r.step, r.elapsed, r.val_metrics)
+
+
+def _save(r: _Run, name: str) -> Path:
+    """An atomic checkpoint with everything an exact resume needs."""
+    return save_checkpoint(
+        {
+            "format": "dmt_core",
+            "model": r.model.state_dict(),
+            "optimizer": r.optimizer.state_dict(),
+            "scheduler": {**r.schedule.state_dict(), "step": r.step, "elapsed": r.elapsed},
+            "scaler": r.scaler.state_dict() if r.scaler.is_enabled() else None,
+            "step": r.step,
+            "elapsed": r.elapsed,
+            "config": r.cfg.to_dict(),
+            "options": r.opts.to_dict(),
+            "rng": {"torch": torch.get_rng_state()},
+        },
+        Path(r.opts.out) / name,
     )
-    t_start = time.perf_counter() - elapsed
-    data_iter = iter(loader)
-    # the dropout stream: restored exactly in one process, reseeded per rank otherwise
-    if ckpt is not None and world == 1:
-        torch.set_rng_state(ckpt["rng"]["torch"])
-    elif world > 1:
-        torch.manual_seed(opts.seed + 7919 * rank + step)
-    with _StopFlag() as stop:
-        while not finished():
-            batch = next(data_iter)
-            images = batch["images"].to(device, non_blocking=True)
-            masks = batch["masks"].to(device, non_blocking=True)
-            lr_factor = schedule.factor(step, elapsed)
-            if opts.group_bn_anneal > 0 and cfg.bn_scope == "image":
-                model.set_bn_scope(_step_bn_scope(opts, schedule.progress(step, elapsed), step))
-            for g in optimizer.param_groups:
-                g["lr"] = g["initial_lr"] * lr_factor
-            t0 = time.perf_counter()
-            with autocast:
-                out = net(images, aux=True)
-            loss, terms = dmt_loss(out, masks, opts.group_loss_weight)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if opts.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            elapsed = time.perf_counter() - t_start
 
-            if log is not None:
-                values = torch.stack([loss.detach(), *terms.values()]).tolist()
-                if not math.isfinite(values[0]):
-                    raise FloatingPointError(
-                        f"training diverged: the loss is {values[0]} at step {step} (learning "
-                        f"rate {base_group['lr']:.3g}); lower --lr or set --grad-clip"
-                    )
-                rec = {"step": step, "lr": base_group["lr"], "loss": values[0]}
-                rec.update(dict(zip(terms, values[1:], strict=True)))
-                rec.update(
-                    {
-                        "images": len(images),
-                        "group": batch["group"],
-                        "sec": time.perf_counter() - t0,
-                        "elapsed": elapsed,
-                    }
-                )
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-                bar.update(1)
-                bar.set_postfix(loss=f"{values[0]:.3f}", img_s=f"{len(images) / rec['sec']:.1f}")
-            if is_main and val_set is not None and opts.val_every and step % opts.val_every == 0:
-                model.set_bn_scope(cfg.bn_scope)
-                val_metrics, val_step = validate(model, val_set, cfg.input_size, device), step
-                _log_val(log, step, elapsed, val_metrics)
-            if is_main and opts.ckpt_every and step % opts.ckpt_every == 0:
-                checkpoint("last.pt")
-            # every process stops at the same step: a signal or the clock on any rank
-            flags = torch.tensor(
-                [float(stop.signal is not None), float(finished())],
-                device=device if distributed and device.type == "cuda" else "cpu",
-            )
-            if distributed:
-                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-            if flags[0]:
-                stopped_by = stop.signal or "a signal to another process"
-                break
-            if flags[1]:
-                break
-    bar.close()
-    model.set_bn_scope(cfg.bn_scope)
 
-    summary: dict[str, Any] = {}
-    if is_main:
-        if stopped_by is not None:
-            path = checkpoint("last.pt")
-            print(
-                f"stopped by {stopped_by} at step {step}; checkpoint saved to {path}; "
-                "continue with --resume",
-                flush=True,
-            )
-        else:
-            if val_set is not None and val_step != step:
-                val_metrics = validate(model, val_set, cfg.input_size, device)
-                _log_val(log, step, elapsed, val_metrics)
-            checkpoint("final.pt")
-        summary = {
-            "steps": step,
-            "elapsed_s": round(elapsed, 1),
-            "finished": stopped_by is None,
-            "stopped_by": stopped_by,
-            "preset": opts.preset,
-            "config": cfg.to_dict(),
-            "val": val_metrics,
-            "val_groups": held_out or (opts.val_data and "val_data"),
-            "option_changes": _options_record(run).get("changes", []),
-            "images_per_s": _images_per_s(run / "log.jsonl"),
-            "commit": git_commit(Path(__file__).resolve().parents[1]),
-        }
-        (run / "summary.json").write_text(json.dumps(summary, indent=2))
-    if log is not None:
-        log.close()
-    del data_iter
-    if distributed:
-        dist.barrier()
-        dist.destroy_process_group()
-    if stopped_by is not None and stop.signal is not None:
-        raise KeyboardInterrupt(stopped_by)
+def _should_stop(r: _Run, stop: _StopFlag) -> tuple[str | None, bool]:
+    """(what signal stopped the run, whether it is done): every process stops at the same
+    step, on a signal or the clock of any rank."""
+    on_gpu = r.world > 1 and r.device.type == "cuda"
+    flags = torch.tensor(
+        [float(stop.signal is not None), float(r.finished)], device=r.device if on_gpu else "cpu"
+    )
+    if r.world > 1:
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    stopped_by = (stop.signal or "a signal to another process") if flags[0] else None
+    return stopped_by, bool(flags[1])
+
+
+def _finish(r: _Run, stopped_by: str | None, log: Any) -> dict[str, Any]:
+    """The final validation and checkpoint (or last.pt when stopped), and ``summary.json``."""
+    out = Path(r.opts.out)
+    if stopped_by is not None:
+        path = _save(r, "last.pt")
+        print(
+            f"stopped by {stopped_by} at step {r.step}; checkpoint saved to {path}; "
+            "continue with --resume",
+            flush=True,
+        )
+    else:
+        if r.val_set is not None and r.val_step != r.step:
+            r.val_metrics = validate(r.model, r.val_set, r.cfg.input_size, r.device)
+            _log_val(log, r.step, r.elapsed, r.val_metrics)
+        _save(r, "final.pt")
+    summary = {
+        "steps": r.step,
+        "elapsed_s": round(r.elapsed, 1),
+        "finished": stopped_by is None,
+        "stopped_by": stopped_by,
+        "preset": r.opts.preset,
+        "config": r.cfg.to_dict(),
+        "val": r.val_metrics,
+        "val_groups": r.held_out or (r.opts.val_data and "val_data"),
+        "option_changes": options_record(out).get("changes", []),
+        "images_per_s": _images_per_s(out / "log.jsonl"),
+        "commit": git_commit(Path(__file__).resolve().parents[1]),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -805,38 +858,71 @@ def _images_per_s(log_path: Path) -> float | None:
 
 
 # --------------------------------------------------------------------------- CLI
+#: options that take the run's own value on --resume when not given
+_RESUME_DEFAULTS = ("preset", "lr")
+
+
+def add_option_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per :class:`TrainOptions` field, typed from its annotation, helped by its
+    doc, defaulting to nothing (so the dataclass default, written once, applies)."""
+    for f in dataclasses.fields(TrainOptions):
+        md = f.metadata
+        if "help" not in md:
+            continue
+        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+        kw.update({k: md[k] for k in ("choices", "metavar", "required") if k in md})
+        default = f.default if f.default is not dataclasses.MISSING else None
+        hidden = default is None or default is False or default == () or "required" in md
+        shown = "" if hidden else f" (default: {_show(default)})"
+        kw["help"] = md["help"] + shown
+        typ = str(f.type).replace(" | None", "")
+        if f.name == "overrides":
+            kw["action"] = "append"
+        elif typ == "bool" and f.default is None:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif typ == "bool":
+            kw["action"] = "store_true"
+        elif typ.startswith("tuple["):
+            kw["nargs"] = "+"
+            kw["type"] = float if "float" in typ else str
+        else:
+            kw["type"] = {"int": int, "float": float, "str": str}[typ]
+        p.add_argument(flag_of(f.name), **kw)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " ".join(_show(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def options_from_args(args: argparse.Namespace, command: str = "") -> TrainOptions:
+    """The :class:`TrainOptions` of a parsed ``dmt train`` command line.
+
+    Flags that were not given keep the dataclass defaults; on ``--resume``, ``--preset``,
+    ``--lr`` and the run length (``--steps`` / ``--time-budget``) default to the run's own.
+    """
+    flags = {n for n, f in _FIELDS.items() if "help" in f.metadata}  # not "command"
+    given = {k: v for k, v in vars(args).items() if k in flags}
+    given["overrides"] = parse_overrides(given.get("overrides") or [])
+    if given.get("resume"):
+        run = effective_options(options_record(Path(given["out"])))
+        for key in _RESUME_DEFAULTS:
+            if key not in given and run.get(key) is not None:
+                given[key] = run[key]
+        if "steps" not in given and "time_budget" not in given:
+            given["steps"], given["time_budget"] = run.get("steps"), run.get("time_budget")
+    for key in ("train_data", "milestones"):
+        if key in given:
+            given[key] = tuple(given[key])
+    return TrainOptions(**given, command=command)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    # on --resume, --preset, --steps / --time-budget and --lr default to the run's own
-    run = effective_options(_options_record(Path(args.out))) if args.resume else {}
-    length_given = args.steps is not None or args.time_budget is not None
-    opts = TrainOptions(
-        train_data=tuple(args.train_data),
-        out=args.out,
-        preset=args.preset or run.get("preset") or "tiny",
-        steps=args.steps if length_given else run.get("steps"),
-        time_budget=args.time_budget if length_given else run.get("time_budget"),
-        resume=args.resume,
-        device=args.device,
-        overrides=parse_overrides(args.set or []),
-        val_data=args.val_data,
-        val_groups=args.val_groups,
-        val_every=args.val_every,
-        lr=args.lr if args.lr is not None else run.get("lr"),
-        max_num=args.max_num,
-        grad_clip=args.grad_clip,
-        group_bn_anneal=args.group_bn_anneal,
-        group_loss_weight=args.group_loss_weight,
-        module_lr_scale=args.module_lr_scale,
-        amp=args.amp,
-        seed=args.seed,
-        workers=args.workers,
-        synthesis=args.synthesis,
-        ckpt_every=args.ckpt_every,
-        pretrained=args.pretrained,
-        command=shlex.join(["dmt", *sys.argv[1:]]) if sys.argv[1:2] == ["train"] else "",
-    )
+    argv = sys.argv[1:]
+    command = shlex.join(["dmt", *argv]) if argv[:1] == ["train"] else ""
     try:
-        summary = train(opts)
+        summary = train(options_from_args(args, command))
     except KeyboardInterrupt as e:
         return 143 if str(e) == "SIGTERM" else 130
     if summary:
@@ -845,57 +931,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train`` to the ``dmt`` command: one flag per :class:`TrainOptions` field."""
     p = subparsers.add_parser("train", help="train DMT on co-saliency groups (CPU, GPU, torchrun)")
-    p.add_argument(
-        "--preset", choices=PRESETS, default=None, help="default: tiny (on --resume: the run's)"
-    )
-    p.add_argument("--train-data", nargs="+", required=True, metavar="DIR")
-    p.add_argument("--out", required=True, metavar="RUN_DIR")
-    p.add_argument(
-        "--steps", type=int, help="optimisation steps (default: the preset's; --resume: the run's)"
-    )
-    p.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop when time is up")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the newest checkpoint; the architecture (--preset, --set) stays, new "
-        "--steps, --time-budget, --lr, ... apply and are recorded in options.json",
-    )
-    p.add_argument("--device", default="auto", choices=DEVICES)
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a DMTConfig field")
-    p.add_argument("--val-data", metavar="DIR", help="validation set (default: held-out groups)")
-    p.add_argument("--val-groups", type=int, default=6, help="groups held out when no --val-data")
-    p.add_argument("--val-every", type=int, default=250, metavar="STEPS")
-    p.add_argument(
-        "--lr", type=float, help="base learning rate (default: the preset's; on --resume the run's)"
-    )
-    p.add_argument("--max-num", type=int, default=8, help="images per group and step")
-    p.add_argument("--grad-clip", type=float, metavar="NORM")
-    p.add_argument(
-        "--group-bn-anneal",
-        type=float,
-        default=0.0,
-        metavar="FRACTION",
-        help="per-image models: group BN statistics at first, phased out over this fraction",
-    )
-    p.add_argument(
-        "--group-loss-weight", type=float, default=1.0, help="weight of the group-map loss terms"
-    )
-    p.add_argument(
-        "--module-lr-scale",
-        type=float,
-        default=1.0,
-        help="learning-rate factor of the R2R, CtP2T and CoT2T parameters",
-    )
-    p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, help="loader processes (default 0 on CPU, 4 on GPU)")
-    p.add_argument("--synthesis", default="auto", choices=["auto", "on", "off"])
-    p.add_argument("--ckpt-every", type=int, default=500, metavar="STEPS")
-    p.add_argument(
-        "--pretrained",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="ImageNet VGG16 encoder (default: yes for paper, no for tiny)",
-    )
+    add_option_flags(p)
     p.set_defaults(func=_cmd_train)

@@ -1,14 +1,15 @@
-"""Figures: a group drawn as a grid (images, masks, predictions), for notebooks and docs."""
+"""Figures for notebooks, docs and ``dmt evaluate --curves``: a group drawn as a grid
+(images, masks, predictions) and the precision-recall / F-measure curves."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-IMAGENET_MEAN = np.array((0.485, 0.456, 0.406), np.float32)
-IMAGENET_STD = np.array((0.229, 0.224, 0.225), np.float32)
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _to_list(x: Any) -> list[Any]:
@@ -39,7 +40,7 @@ def _image_hwc(x: Any, normalized: bool | None) -> np.ndarray:
     if normalized is None:
         normalized = bool(a.min() < -0.01 or a.max() > 1.01) and a.max() <= 10
     if normalized:
-        a = a * IMAGENET_STD + IMAGENET_MEAN
+        a = a * np.array(IMAGENET_STD, np.float32) + np.array(IMAGENET_MEAN, np.float32)
     elif a.max() > 1.01:
         a = a / 255.0
     return np.clip(a, 0, 1)
@@ -120,4 +121,73 @@ def plot_group(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def _curves_of(ev: Any) -> tuple[str, Any]:
+    """(label, curves) of an :class:`~dmt_core.evaluate.Evaluation` or its JSON dict."""
+    if hasattr(ev, "curves"):
+        return ev.label, ev.curves
+    if isinstance(ev, Mapping) and "curves" in ev:
+        c = {k: np.asarray(v, np.float64) for k, v in ev["curves"].items()}
+        c.setdefault("thresholds", np.arange(256))
+        return str(ev.get("label", "prediction")), SimpleNamespace(**c)
+    raise ValueError("an evaluation dict needs 'curves' (use evaluate_folder(curves=True))")
+
+
+def plot_curves(
+    evaluations: Any,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+):
+    """Precision-recall and F-measure-vs-threshold curves in one matplotlib Figure.
+
+    Args:
+        evaluations: one or several :class:`~dmt_core.evaluate.Evaluation` (or dicts
+            with ``curves``).
+        labels: legend names (default: each evaluation's label).
+        title: figure title.
+
+    Returns:
+        A ``matplotlib.figure.Figure`` with two axes (no pyplot state is touched).
+    """
+    from matplotlib.figure import Figure
+
+    if hasattr(evaluations, "curves") or isinstance(evaluations, Mapping):
+        evaluations = [evaluations]
+    items = [_curves_of(ev) for ev in evaluations]
+    if labels is not None:
+        if len(labels) != len(items):
+            raise ValueError(f"--labels: got {len(labels)} labels for {len(items)} predictions")
+        items = [(lab, c) for lab, (_, c) in zip(labels, items, strict=True)]
+    try:
+        import seaborn as sns
+
+        colors = sns.color_palette("colorblind", len(items))
+    except ImportError:  # seaborn is optional (notebooks extra)
+        colors = [f"C{i}" for i in range(len(items))]
+
+    fig = Figure(figsize=(11, 4.4), layout="constrained")
+    ax_pr, ax_f = fig.subplots(1, 2)
+    for (label, c), color in zip(items, colors, strict=True):
+        ax_pr.plot(c.recall, c.precision, color=color, lw=1.8, label=label)
+        best = int(np.argmax(c.fmeasure))
+        ax_f.plot(
+            c.thresholds, c.fmeasure, color=color, lw=1.8,
+            label=f"{label} (max {c.fmeasure[best]:.3f} at {best})",
+        )  # fmt: skip
+        ax_f.plot([best], [c.fmeasure[best]], "o", color=color, ms=5)
+    ax_pr.set(xlabel="recall", ylabel="precision", title="Precision-recall", xlim=(0, 1.01))
+    ax_f.set(
+        xlabel="threshold (prediction >= t, of 255)",
+        ylabel=r"F-measure ($\beta^2 = 0.3$)",
+        title="F-measure vs threshold",
+        xlim=(0, 255),
+    )
+    for ax in (ax_pr, ax_f):
+        ax.set_ylim(0, 1.01)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    if title:
+        fig.suptitle(title)
     return fig

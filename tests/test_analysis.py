@@ -39,7 +39,7 @@ def test_uniform_attention_gives_ratios_of_exactly_one():
     co = co_token_target_ratio(model, x, m)
     r2r = r2r_cross_image_ratio(model, x, m)
     assert sorted(co) == [1, 2, 3, 4, 5, 6]
-    assert set(r2r) == {"encoder", "stage 5", "stage 4", "stage 3", "stage 2"}
+    assert set(r2r) == {"top", "stage 5", "stage 4", "stage 3", "stage 2"}
     for v in [*co.values(), *r2r.values()]:
         assert v == pytest.approx(1.0, abs=1e-4)
     ev = module_evidence(model, [(x, m), (x.flip(0), m)])

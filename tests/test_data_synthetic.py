@@ -240,7 +240,7 @@ def test_labels_match_objects_and_mask():
 
 
 def test_readme_figure(tmp_path):
-    from dmt_core.data.figure import main as figure_main
+    from dmt_core.recipes.figures import main as figure_main
 
     assert figure_main([str(tmp_path / "f.png"), "--preset", "hard", "--index", "1"]) == 0
     assert Image.open(tmp_path / "f.png").size[0] > 500
@@ -248,7 +248,7 @@ def test_readme_figure(tmp_path):
 
 def test_group_tensors_are_model_ready():
     from dmt_core.data.synthetic import Generator, preset_config
-    from dmt_core.data.train import denormalize
+    from dmt_core.data.transforms import denormalize
 
     g = Generator(preset_config("test"), 0).group(0)
     x, m = g.tensors()

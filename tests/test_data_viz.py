@@ -52,12 +52,12 @@ def test_plot_group_takes_fewer_row_labels_than_rows_it_could_draw():
 
 
 def test_readme_figure_with_a_shipped_models_predictions(tmp_path):
-    from dmt_core.data.figure import main
+    from dmt_core.recipes.figures import main
 
     out = tmp_path / "f.png"
     assert main([str(out), "--model", "tiny-synthetic", "--seed", "1"]) == 0
     assert out.stat().st_size > 10_000
-    from dmt_core.data.figure import synthetic_group_figure
+    from dmt_core.recipes.figures import synthetic_group_figure
 
     fig = synthetic_group_figure("test", 0, 1, max_images=4, model="tiny-synthetic")
     assert len(fig.axes) == 12 and fig.axes[8].get_ylabel() == "DMT"

@@ -8,8 +8,11 @@ import pytest
 import torch
 import torchvision
 
-from dmt_core import DMT, DMTConfig
-from dmt_core.model.encoder import TORCHVISION_CONV_INDICES, VGG16_FILENAME, VGG16Encoder
+from dmt_core import DMT, DMTConfig, create_model
+from dmt_core.model.encoder import TORCHVISION_CONV_INDICES, VGG16Encoder
+from dmt_core.weights import WEIGHTS
+
+VGG16_FILENAME = WEIGHTS["vgg16-imagenet"].filename
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +47,9 @@ def test_encoder_levels_match_torchvision_vgg16(vgg_features_sd):
 def test_pretrained_from_a_local_file(tmp_path, vgg_features_sd, monkeypatch):
     path = tmp_path / VGG16_FILENAME
     torch.save(vgg_features_sd, path)
-    _assert_loaded(DMT(DMTConfig.paper(), pretrained=path), vgg_features_sd)
+    _assert_loaded(create_model(DMTConfig.paper(), pretrained=path), vgg_features_sd)
     monkeypatch.setenv("DMT_VGG16_WEIGHTS", str(path))
-    _assert_loaded(DMT(DMTConfig.paper(), pretrained=True), vgg_features_sd)
+    _assert_loaded(create_model(DMTConfig.paper(), pretrained=True), vgg_features_sd)
 
 
 def test_pretrained_true_uses_torchvision_cache(tmp_path, vgg_features_sd, monkeypatch):
@@ -61,7 +64,7 @@ def test_pretrained_true_uses_torchvision_cache(tmp_path, vgg_features_sd, monke
         raise AssertionError("must not download when the file is cached")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    _assert_loaded(DMT(DMTConfig.paper(), pretrained=True), vgg_features_sd)
+    _assert_loaded(create_model(DMTConfig.paper(), pretrained=True), vgg_features_sd)
 
 
 def test_offline_pretrained_says_how_to_provide_the_file(tmp_path, monkeypatch):
@@ -73,7 +76,7 @@ def test_offline_pretrained_says_how_to_provide_the_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(RuntimeError) as e:
-        DMT(DMTConfig.paper(), pretrained=True)
+        create_model(DMTConfig.paper(), pretrained=True)
     msg = str(e.value)
     assert VGG16_FILENAME in msg and "DMT_VGG16_WEIGHTS" in msg
     assert str(tmp_path / "hub" / "checkpoints" / VGG16_FILENAME) in msg
@@ -81,13 +84,13 @@ def test_offline_pretrained_says_how_to_provide_the_file(tmp_path, monkeypatch):
 
 def test_bad_local_weights_are_named(tmp_path, vgg_features_sd):
     with pytest.raises(FileNotFoundError, match="nothere.pth"):
-        DMT(DMTConfig.paper(), pretrained=tmp_path / "nothere.pth")
+        create_model(DMTConfig.paper(), pretrained=tmp_path / "nothere.pth")
     bad = tmp_path / "partial.pth"
     torch.save({k: v for k, v in vgg_features_sd.items() if "28" not in k}, bad)
     with pytest.raises(ValueError, match="partial.pth: missing key 'features.28.weight'"):
-        DMT(DMTConfig.paper(), pretrained=bad)
+        create_model(DMTConfig.paper(), pretrained=bad)
     with pytest.raises(ValueError, match=r"features.0.weight has shape \(64, 3, 3, 3\), expected"):
-        DMT(DMTConfig.tiny(), pretrained=bad)
+        create_model(DMTConfig.tiny(), pretrained=bad)
 
 
 def test_vgg16_bn_variant_matches_torchvision_vgg16_bn(tmp_path, monkeypatch):
@@ -101,7 +104,7 @@ def test_vgg16_bn_variant_matches_torchvision_vgg16_bn(tmp_path, monkeypatch):
     sd = {f"features.{k}": v for k, v in tv.state_dict().items()}
     path = tmp_path / "vgg16_bn-6c64b313.pth"
     torch.save(sd, path)
-    model = DMT(DMTConfig.paper(encoder_bn=True), pretrained=path).eval()
+    model = create_model(DMTConfig.paper(encoder_bn=True), pretrained=path).eval()
     assert torch.equal(model.encoder.bn5_3.running_var, sd["features.41.running_var"])
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -119,7 +122,7 @@ def test_vgg16_bn_variant_matches_torchvision_vgg16_bn(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(RuntimeError, match="vgg16_bn-6c64b313.pth"):
-        DMT(DMTConfig.paper(encoder_bn=True), pretrained=True)
+        create_model(DMTConfig.paper(encoder_bn=True), pretrained=True)
     with pytest.raises(ValueError, match="VGG16-BN state dict.*missing key 'features.41"):
         model.encoder.load_torchvision_vgg16({k: v for k, v in sd.items() if "41" not in k})
 

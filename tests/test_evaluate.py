@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from dmt_core.cli import main
-from dmt_core.evaluate import METRIC_KEYS, evaluate, evaluate_folder, plot_curves
+from dmt_core.evaluate import METRIC_KEYS, evaluate, evaluate_folder
+from dmt_core.viz import plot_curves
 
 #: group -> (width, height) of its images, one size per image
 GROUPS = {

@@ -15,8 +15,9 @@ from dmt_core import predict as P
 from dmt_core.checkpoint import model_checkpoint, save_checkpoint
 from dmt_core.cli import main
 from dmt_core.data import InferenceGroups, resize_to_original
-from dmt_core.data.inference import to_uint8
+from dmt_core.metrics import to_uint8
 from dmt_core.runtime import select_device
+from dmt_core.weights import WEIGHTS, Weights, resolve
 
 #: (width, height) cycled within every group, so a group mixes sizes
 SIZES = [(40, 30), (33, 47), (64, 20), (25, 25)]
@@ -177,15 +178,15 @@ def test_errors_name_the_argument(dataset, tmp_path, monkeypatch, capsys):
         with pytest.raises(ValueError, match="--device cuda"):
             select_device("cuda")
     with pytest.raises(FileNotFoundError, match="nope.pt"):
-        P.resolve_checkpoint(tmp_path / "nope.pt")
+        resolve(tmp_path / "nope.pt")
     args = ["predict", "--checkpoint", "tiny-nothing", "--data", str(dataset), "--out", "x"]
     assert main(args) == 2
     assert "tiny-nothing" in capsys.readouterr().err
-    # a shipped model is a name in PRETRAINED, its file in the pretrained folder
+    # a shipped model is a name in the registry, its file in the weights folder
     ckpt = save_checkpoint(model_checkpoint(model, model.config), tmp_path / "tiny-test.pt")
-    monkeypatch.setitem(P.PRETRAINED, "tiny-test", "a test model")
+    monkeypatch.setitem(WEIGHTS, "tiny-test", Weights("tiny-test", "model", "shipped", "a test"))
     monkeypatch.setenv("DMT_PRETRAINED_DIR", str(tmp_path))
-    assert P.resolve_checkpoint("tiny-test") == ckpt
+    assert resolve("tiny-test") == ckpt
 
 
 def test_written_files_have_the_usual_permissions(tmp_path):

@@ -186,3 +186,69 @@ def test_torchrun_two_cpu_processes(synth, tmp_path):
     assert sorted(p.name for p in run.iterdir()) == [
         "config.yaml", "final.pt", "log.jsonl", "options.json", "summary.json", "val_groups.json",
     ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the CLI and the step
+def _parse(*argv: str):
+    from dmt_core.cli import build_parser
+
+    return build_parser().parse_args(["train", *argv])
+
+
+def test_every_option_is_a_flag_and_each_default_lives_in_the_dataclass(synth, tmp_path):
+    import dataclasses
+
+    from dmt_core.train import flag_of, options_from_args
+
+    parser_help = " ".join(_help_of_train())
+    fields = [f for f in dataclasses.fields(TrainOptions) if f.name != "command"]
+    for f in fields:
+        assert flag_of(f.name) in parser_help, f.name
+    # no flag given: exactly the dataclass defaults
+    args = _parse("--train-data", str(synth), "--out", str(tmp_path / "r"))
+    got = options_from_args(args)
+    want = TrainOptions(train_data=(str(synth),), out=str(tmp_path / "r"))
+    assert got == want
+    # the options that used to exist only in Python are reachable
+    args = _parse("--train-data", str(synth), "--out", "o", "--warmup", "0", "--milestones",
+                  "0.5", "0.9", "--gamma", "0.5", "--backbone-lr-scale", "0.1", "--no-pretrained",
+                  "--set", "use_r2r=false")  # fmt: skip
+    got = options_from_args(args)
+    assert (got.warmup, got.milestones, got.gamma, got.backbone_lr_scale) == (0.0, (0.5, 0.9),
+                                                                              0.5, 0.1)  # fmt: skip
+    assert got.pretrained is False and got.overrides == {"use_r2r": False}
+
+
+def _help_of_train() -> list[str]:
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.suppress(SystemExit):
+        _parse("--help")
+    return buf.getvalue().split()
+
+
+def test_train_step_is_the_step_train_takes(synth, tmp_path):
+    """train() logs, at step 1, the loss that train_step gives on the same group and seed."""
+    from dmt_core.data.groups import GroupDataset
+    from dmt_core.data.sampling import TrainGroups
+    from dmt_core.model.config import DMTConfig
+    from dmt_core.train import DrawSampler, train_step
+    from dmt_core.weights import create_model
+
+    opts = _opts(synth, tmp_path / "r", steps=1, val_groups=0, pretrained=False)
+    train(opts)
+    logged = _log(tmp_path / "r")[0]
+
+    torch.manual_seed(opts.seed)
+    cfg = DMTConfig.tiny(**SMALL)
+    model = create_model(cfg, pretrained=False)
+    optimizer = torch.optim.Adam(model.param_groups(1e-3 * 0.001, 1.0), betas=(0.9, 0.99))
+    data = TrainGroups([GroupDataset(synth)], input_size=64, max_num=4, seed=opts.seed)
+    batch = data[next(iter(DrawSampler(len(data), opts.seed)))]
+    torch.manual_seed(opts.seed)
+    model.train()
+    loss, terms = train_step(model, batch, optimizer)
+    assert len(terms) == 12 and loss.requires_grad is False
+    assert loss.item() == pytest.approx(logged["loss"], rel=1e-5)

@@ -2,22 +2,26 @@
 
 - :mod:`.io`: decoding images (any mode -> RGB) and masks (-> bool), EXIF orientation.
 - :mod:`.groups`: layouts, :class:`Group`, :class:`GroupDataset`, :func:`find_groups`.
-- :mod:`.check`: ``dmt data check``.
-- :mod:`.train`: :class:`TrainGroups` (DMT's one-group-per-step sampling).
-- :mod:`.synthesis`: forward / reverse synthesis for training.
-- :mod:`.synthetic`: the procedural benchmark (``dmt synth``).
-- :mod:`.inference`: chunking (:func:`chunk_indices`), :class:`InferenceGroups`.
+- :mod:`.check`: ``dmt data check``; :mod:`.commands`: ``dmt synth`` and ``dmt data``.
+- :mod:`.transforms`: ImageNet normalisation (:func:`normalize`, :func:`denormalize`).
+- :mod:`.sampling`: :class:`TrainGroups` (DMT's one-group-per-step sampling, augmentation).
+- :mod:`.paste`: forward / reverse synthesis (pasting objects between images) for training.
+- :mod:`.synthetic`: the procedural co-saliency benchmark (``dmt synth``).
+- :mod:`.chunks`: inference chunking (:func:`chunk_indices`), :class:`InferenceGroups`.
 """
 
 from .check import CheckReport, check_dataset
+from .chunks import InferenceGroups, chunk_indices, resize_to_original
 from .groups import Group, GroupDataset, Problem, detect_layout, find_groups, scan
-from .inference import InferenceGroups, chunk_indices, resize_to_original
 from .io import load_image, load_mask
-from .synthesis import SynthesisConfig, forward_synthesis, reverse_synthesis, synthesize
+from .paste import SynthesisConfig, forward_synthesis, reverse_synthesis, synthesize
+from .sampling import TrainGroups, augment_pair, train_sizes
 from .synthetic import PRESETS, SynthConfig, categories, load_meta, preset_config, write_benchmark
-from .train import TrainGroups, augment_pair, denormalize, normalize, train_sizes
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize
 
 __all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "PRESETS",
     "CheckReport",
     "Group",

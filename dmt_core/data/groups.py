@@ -335,8 +335,3 @@ class GroupDataset(Sequence[Group]):
             f"GroupDataset({str(self.root)!r}, layout={self.layout!r}, groups={len(self)}, "
             f"images={self.num_images})"
         )
-
-
-def mask_size_matches(image_path: str | Path, mask_size: tuple[int, int]) -> bool:
-    """True when the image (as stored or EXIF-rotated) has the mask's ``(width, height)``."""
-    return tuple(mask_size) in image_size_candidates(image_path)

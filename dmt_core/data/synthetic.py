@@ -308,7 +308,7 @@ class SynthGroup:
         import torch
         import torch.nn.functional as F
 
-        from .train import normalize
+        from .transforms import normalize
 
         if not self.images:
             raise ValueError(f"group {self.name} has no images")

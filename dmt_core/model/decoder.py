@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import DMTConfig
+from .config import DMTConfig
 from .cot2t import CoT2T
 from .ctp2t import CtP2TLayer
 from .heads import TokenHead

@@ -9,14 +9,13 @@ images (N, 3, H, W)  one group of N related images, ImageNet-normalised RGB
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..config import DMTConfig
+from .config import DMTConfig
 from .daspp import DASPP
 from .decoder import DMTDecoder
 from .encoder import VGG16Encoder
@@ -31,9 +30,6 @@ def _autocast_on(device_type: str) -> bool:
     except TypeError:  # torch < 2.4 takes no device type
         return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
 
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: official output key -> StageMaps attribute
 OFFICIAL_STAGE_KEYS = {
@@ -75,12 +71,9 @@ class DMT(nn.Module):
     """Discriminative co-saliency and background mining transformer.
 
     Args:
-        config: the architecture (``DMTConfig.paper()`` or ``DMTConfig.tiny()``).
-        pretrained: ``True`` loads the pretrained encoder that fits the config:
-            torchvision's ImageNet VGG16 (or VGG16-BN) for the paper widths (offline, the
-            error says where to put the file), the shipped synthetic backbone for the
-            tiny preset (:mod:`dmt_core.backbone`); a path loads a local weights file;
-            ``False`` keeps the random init.
+        config: the architecture (``DMTConfig.paper()`` or ``DMTConfig.tiny()``). The
+            weights start random; :func:`dmt_core.weights.create_model` builds a DMT on a
+            pretrained encoder, :func:`dmt_core.weights.load_model` a trained one.
         channels_last: keep conv weights and activations channels-last (faster on CPU
             and with GPU mixed precision; outputs equal up to float rounding).
 
@@ -92,7 +85,6 @@ class DMT(nn.Module):
     def __init__(
         self,
         config: DMTConfig | None = None,
-        pretrained: bool | str | os.PathLike = False,
         channels_last: bool = True,
     ):
         super().__init__()
@@ -113,12 +105,6 @@ class DMT(nn.Module):
                     m.frozen = True
         self.set_bn_scope(cfg.bn_scope)
         self.set_inference_bn(cfg.bn_inference)
-        if pretrained:
-            from ..backbone import load_backbone
-
-            path = None if pretrained is True else pretrained
-            state = load_backbone(cfg.encoder_widths, cfg.encoder_bn, path)
-            self.encoder.load_torchvision_vgg16(state, source=str(path or ""))
         if channels_last:
             self.to(memory_format=torch.channels_last)
 

@@ -14,7 +14,8 @@ conv5_3   (N, 512, H/16, W/16)    16
 ========  ======================  ======
 
 ImageNet weights come from torchvision's ``VGG16_Weights.IMAGENET1K_V1``
-(``vgg16-397923af.pth``), copied conv by conv in order.
+(``vgg16-397923af.pth``, registered in :mod:`dmt_core.weights`), copied conv by conv in
+order by :meth:`VGG16Encoder.load_torchvision_vgg16`.
 
 ``batch_norm=True`` puts a BatchNorm after every conv (torchvision's ``vgg16_bn``
 layout; ``VGG16_BN_Weights.IMAGENET1K_V1`` loads into it). DMT itself uses plain VGG16;
@@ -24,9 +25,7 @@ the BN variant is what lets the tiny preset learn its features from scratch quic
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -40,9 +39,6 @@ CONV_NAMES = tuple(f"conv{b}_{i}" for b, n in _BLOCKS for i in range(1, n + 1))
 TORCHVISION_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 #: the same in ``torchvision.models.vgg16_bn().features`` (each BN follows its conv)
 TORCHVISION_BN_CONV_INDICES = (0, 3, 7, 10, 14, 17, 20, 24, 27, 30, 34, 37, 40)
-VGG16_FILENAME = "vgg16-397923af.pth"
-VGG16_BN_FILENAME = "vgg16_bn-6c64b313.pth"
-ENV_VGG16 = "DMT_VGG16_WEIGHTS"
 
 
 class VGG16Encoder(nn.Module):
@@ -138,41 +134,3 @@ class VGG16Encoder(nn.Module):
                     )
                 with torch.no_grad():
                     dst.copy_(src)
-
-
-def load_vgg16_imagenet(
-    path: str | os.PathLike | None = None, batch_norm: bool = False
-) -> dict[str, Tensor]:
-    """ImageNet VGG16 (or VGG16-BN) weights as a torchvision state dict.
-
-    ``path`` (or the environment variable ``DMT_VGG16_WEIGHTS``) names a local
-    ``vgg16-397923af.pth`` (``vgg16_bn-6c64b313.pth`` with ``batch_norm``); otherwise
-    torchvision's weights API fetches and caches it (``$TORCH_HOME/hub/checkpoints``).
-    Offline, the error says how to provide the file.
-    """
-    from torchvision.models import VGG16_BN_Weights, VGG16_Weights
-
-    weights = VGG16_BN_Weights.IMAGENET1K_V1 if batch_norm else VGG16_Weights.IMAGENET1K_V1
-    filename = VGG16_BN_FILENAME if batch_norm else VGG16_FILENAME
-    path = path or os.environ.get(ENV_VGG16)
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"VGG16 weights file {p} does not exist")
-        try:
-            return torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - re-raised with the file name
-            raise ValueError(f"{p}: not a loadable VGG16 state dict ({e})") from e
-
-    hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
-    try:
-        return weights.get_state_dict(progress=True, check_hash=False, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - offline machines get a clear instruction
-        raise RuntimeError(
-            f"Could not download the ImageNet weights from {weights.url} ({e}).\n"
-            f"Provide the file {filename} by one of:\n"
-            f"  * copying it to {hub_dir / filename} (torchvision's cache),\n"
-            f"  * setting {ENV_VGG16}=/path/to/{filename},\n"
-            f"  * passing pretrained='/path/to/{filename}',\n"
-            f"or build the model with pretrained=False."
-        ) from e

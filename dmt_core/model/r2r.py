@@ -115,7 +115,7 @@ class R2R(nn.Module):
 
     @classmethod
     def from_config(cls, dim: int, cfg: Any) -> R2R:
-        """The R2R block of a :class:`~dmt_core.config.DMTConfig` at width ``dim``."""
+        """The R2R block of a :class:`~dmt_core.model.config.DMTConfig` at width ``dim``."""
         return cls(
             dim, cfg.r2r_heads, cfg.r2r_scales, cfg.r2r_query_side, cfg.drop_path, cfg.r2r_init
         )

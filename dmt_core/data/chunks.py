@@ -22,7 +22,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
 from .groups import Group, GroupDataset
-from .train import normalize
+from .transforms import normalize
 
 
 def chunk_indices(n: int, max_num: int = 25) -> list[list[int]]:
@@ -130,8 +130,3 @@ def resize_to_original(probs: torch.Tensor, sizes: Sequence[tuple[int, int]]) ->
         r = F.interpolate(p[None], size=(int(h), int(w)), mode="bilinear", align_corners=False)
         out.append(r[0, 0].clamp(0, 1).numpy())
     return out
-
-
-def to_uint8(prob: np.ndarray) -> np.ndarray:
-    """A probability map as uint8 0..255 (rounded; the official code truncates)."""
-    return np.clip(np.round(prob * 255.0), 0, 255).astype(np.uint8)

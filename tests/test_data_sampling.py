@@ -11,9 +11,9 @@ from data_fixtures import make_dataset
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from dmt_core.config import DMTConfig
 from dmt_core.data import SynthesisConfig, TrainGroups, denormalize, train_sizes
-from dmt_core.data.train import augment_pair, train_transform
+from dmt_core.data.sampling import augment_pair, train_transform
+from dmt_core.model.config import DMTConfig
 
 
 @pytest.fixture
@@ -158,8 +158,8 @@ def test_v2_pipeline_keeps_alignment():
 
 
 def test_keyed_draws_are_pure_functions_of_seed_group_and_draw(tmp_path):
+    from dmt_core.data.sampling import TrainGroups
     from dmt_core.data.synthetic import write_benchmark
-    from dmt_core.data.train import TrainGroups
 
     root = tmp_path / "s"
     write_benchmark(root, "train", groups=3, seed=0, size=64)

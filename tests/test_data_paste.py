@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from dmt_core.data.synthesis import (
+from dmt_core.data.paste import (
     SynthesisConfig,
     cut_object,
     forward_synthesis,

@@ -14,7 +14,8 @@ cross-entropy at both levels, Adam with a cosine schedule. The images come from 
 generator's ``pretrain`` stream, disjoint from the ``train``/``test``/``hard`` streams;
 the masks and group structure are not used. The result, about 2.4 MB in float16, ships
 as ``data/pretrained/tiny-vgg16bn-synthetic.pt`` in torchvision's ``vgg16_bn`` key
-layout, and ``DMT(DMTConfig.tiny(), pretrained=True)`` loads it.
+layout, registered in :mod:`dmt_core.weights`; ``create_model(DMTConfig.tiny(),
+pretrained=True)`` loads it.
 
     dmt pretrain-backbone --out data/pretrained/tiny-vgg16bn-synthetic.pt
 """
@@ -34,11 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .model.encoder import CONV_NAMES, TORCHVISION_BN_CONV_INDICES, VGG16Encoder
+from ..model.encoder import CONV_NAMES, TORCHVISION_BN_CONV_INDICES, VGG16Encoder
+from ..weights import TINY_WIDTHS
 
 #: the shipped backbone: file stem in data/pretrained, and what it fits
 TINY_BACKBONE = "tiny-vgg16bn-synthetic"
-TINY_WIDTHS = (16, 32, 64, 128, 128)
 #: random stream of the synthetic generator reserved for backbone pretraining
 PRETRAIN_STREAM = 5
 BACKGROUND_WEIGHT = 0.1
@@ -58,44 +59,11 @@ def to_torchvision_keys(encoder: VGG16Encoder) -> dict[str, Tensor]:
     return out
 
 
-def load_backbone(
-    widths: tuple[int, ...], batch_norm: bool, path: str | os.PathLike | None = None
-) -> dict[str, Tensor]:
-    """Pretrained encoder weights (torchvision ``vgg16``/``vgg16_bn`` key layout).
-
-    ``path`` (or ``$DMT_VGG16_WEIGHTS``) names a file; otherwise the VGG16 widths get
-    torchvision's ImageNet weights (downloaded and cached) and the tiny VGG16-BN gets the
-    shipped synthetic backbone (``data/pretrained/tiny-vgg16bn-synthetic.pt``).
-    """
-    from .model.encoder import load_vgg16_imagenet
-
-    if path or os.environ.get("DMT_VGG16_WEIGHTS") or tuple(widths) == (64, 128, 256, 512, 512):
-        return load_vgg16_imagenet(path, batch_norm=batch_norm)
-    if tuple(widths) == TINY_WIDTHS and batch_norm:
-        from .checkpoint import load_checkpoint
-        from .pretrained import pretrained_dir
-
-        file = pretrained_dir() / f"{TINY_BACKBONE}.pt"
-        if not file.is_file():
-            raise FileNotFoundError(
-                f"the tiny preset's pretrained encoder {file} does not exist; it ships in the "
-                "repository's data/pretrained/ (or set DMT_PRETRAINED_DIR), can be rebuilt with "
-                f"'dmt pretrain-backbone --out {file}', or train from scratch with "
-                "pretrained=False (dmt train --no-pretrained)"
-            )
-        return {k: v.float() for k, v in load_checkpoint(file).items()}
-    raise ValueError(
-        f"no pretrained encoder for widths {tuple(widths)} (batch_norm={batch_norm}): ImageNet "
-        f"weights fit {(64, 128, 256, 512, 512)}, the synthetic backbone {TINY_WIDTHS} with "
-        "BatchNorm; pass a weights file or pretrained=False"
-    )
-
-
 class _Stream:
     """Batches of (images, per-pixel category labels) from the generator's pretrain stream."""
 
     def __init__(self, seed: int) -> None:
-        from .data.synthetic import Generator, preset_config
+        from ..data.synthetic import Generator, preset_config
 
         self.cfg = preset_config("train").replace(stream=PRETRAIN_STREAM)
         self.gen = Generator(self.cfg, seed)
@@ -107,7 +75,7 @@ class _Stream:
         return self.cfg.num_categories + 1
 
     def batch(self, size: int) -> tuple[Tensor, Tensor]:
-        from .data.train import normalize
+        from ..data.transforms import normalize
 
         while len(self.buffer) < size:
             g = self.gen.group(self.next_group)
@@ -200,8 +168,8 @@ def pretrain_tiny_backbone(
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from .checkpoint import half_weights, save_checkpoint
-    from .runtime import git_commit
+    from ..checkpoint import half_weights, save_checkpoint
+    from ..runtime import git_commit
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -215,7 +183,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
             "layout": "torchvision vgg16_bn().features state dict, float16",
             "command": f"dmt pretrain-backbone --out {args.out} --images {args.images} "
             f"--seed {args.seed}",
-            "commit": git_commit(Path(__file__).resolve().parents[1]),
+            "commit": git_commit(Path(__file__).resolve().parents[2]),
             "torch": torch.__version__,
             "cpus": os.cpu_count(),
         }

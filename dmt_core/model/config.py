@@ -177,8 +177,8 @@ class DMTConfig:
 
         A quarter of the VGG16 widths with BatchNorm, hidden width 32, 128x128 input, no
         dropout or DropPath (a few minutes of training does not overfit), the encoder
-        pretrained on synthetic object categories (:mod:`dmt_core.backbone`, the stand-in
-        for ImageNet) with only conv5_3 fine-tuned as in the paper.
+        pretrained on synthetic object categories (the stand-in for ImageNet, see
+        :mod:`dmt_core.recipes.pretrain_backbone`) with only conv5_3 fine-tuned as in the paper.
 
         Where it departs from the official model, and why:
 

@@ -9,7 +9,7 @@ from data_fixtures import make_dataset
 from PIL import Image
 
 from dmt_core.data import InferenceGroups, chunk_indices, resize_to_original
-from dmt_core.data.inference import to_uint8
+from dmt_core.metrics import to_uint8
 
 
 @pytest.mark.parametrize("n", [1, 24, 25, 26, 60])

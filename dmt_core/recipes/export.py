@@ -1,18 +1,9 @@
-"""Models shipped with the project: ``load_pretrained("tiny-synthetic")``.
+"""Shipping a training run as a registered model: ``dmt export-pretrained RUN --name NAME``.
 
-A shipped model is two files in ``data/pretrained/`` of the repository:
-
-    NAME.pt     a weights-only checkpoint: {"format", "model", "config", ...}
-    NAME.json   its card: config, the command that reproduces it, the commit it was
-                trained at, the training time and its metrics on the synthetic sets
-
-``tiny-synthetic`` is the tiny preset trained on the built-in synthetic benchmark; it
-lets the notebooks show what a *trained* DMT does, in seconds, on a CPU, offline.
-Weights are stored in float16 to keep the file small and loaded back as float32
-(the card's metrics were measured with exactly these rounded weights).
-
-The folder is found in this order: ``$DMT_PRETRAINED_DIR``, then ``data/pretrained``
-beside the package (a clone of the repository, installed with ``pip install -e .``).
+Writes ``NAME.pt`` (float16 weights, loaded back as float32) and its JSON card into the
+weights folder (:mod:`dmt_core.weights`). The card's metrics are measured on exactly the
+rounded weights that ship, on the synthetic ``test`` and ``hard`` sets, and the small
+guard set's S-measure is what ``tests/test_weights.py`` re-checks on every test run.
 """
 
 from __future__ import annotations
@@ -24,70 +15,9 @@ from typing import Any
 
 import torch
 
-from .checkpoint import load_model
-from .runtime import git_commit
+from ..runtime import git_commit
+from ..weights import REPO_WEIGHTS_DIR, SHIPPED_MODELS, WEIGHTS, load_model
 
-#: shipped model name -> one-line description
-PRETRAINED: dict[str, str] = {
-    "tiny-synthetic": "the tiny preset of the previous release trained on the synthetic "
-    "co-saliency benchmark (CPU), with the official group BatchNorm statistics: the most "
-    "accurate shipped model, whose group reasoning runs largely through BatchNorm",
-    "tiny-synthetic-modules": "the tiny preset trained on the synthetic co-saliency "
-    "benchmark (CPU), with per-image BatchNorm statistics: R2R and CoT2T are its only paths "
-    "between the images (the model notebooks 02-05 and 08 analyse)",
-    "tiny-synthetic-single-image": "the tiny preset's recipe with R2R and CoT2T off: no path "
-    "between the images of a group, the single-image baseline",
-}
-
-#: where a clone of the repository keeps the shipped models
-REPO_PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "data" / "pretrained"
-
-
-def pretrained_dir() -> Path:
-    """The folder that holds the shipped models (``$DMT_PRETRAINED_DIR`` or the repo's)."""
-    env = os.environ.get("DMT_PRETRAINED_DIR")
-    return Path(env).expanduser() if env else REPO_PRETRAINED_DIR
-
-
-def _check_name(name: str) -> None:
-    if name not in PRETRAINED:
-        raise ValueError(f"unknown pretrained model {name!r}; shipped models: {sorted(PRETRAINED)}")
-
-
-def pretrained_path(name: str) -> Path:
-    """The checkpoint file of a shipped model; a clear error when it is not there."""
-    _check_name(name)
-    path = pretrained_dir() / f"{name}.pt"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained model {name!r}: {path} does not exist. It ships in the repository's "
-            f"data/pretrained/ folder: install from a clone (git clone ...; pip install -e .) "
-            f"or set DMT_PRETRAINED_DIR to a folder holding {name}.pt and {name}.json"
-        )
-    return path
-
-
-def pretrained_card(name: str = "tiny-synthetic") -> dict[str, Any]:
-    """The JSON card of a shipped model (config, command, commit, time, metrics)."""
-    path = pretrained_path(name).with_suffix(".json")
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained model {name!r}: its card {path} does not exist")
-    return json.loads(path.read_text())
-
-
-def load_pretrained(
-    name: str = "tiny-synthetic", device: str | torch.device = "cpu"
-) -> torch.nn.Module:
-    """A shipped model in eval mode, float32, on ``device``.
-
-    >>> model = load_pretrained("tiny-synthetic")
-    >>> probs = model.predict(images)   # images: (N, 3, 128, 128), one group
-    """
-    model, _ = load_model(pretrained_path(name))
-    return model.to(device).eval()
-
-
-# ----------------------------------------------------------------- making a shipped model
 #: the synthetic sets a card reports: name -> (preset, groups, seed)
 CARD_SETS: dict[str, tuple[str, int | None, int]] = {
     "test": ("test", 20, 1),
@@ -101,9 +31,9 @@ def synthetic_sm(
     model: torch.nn.Module, preset: str, groups: int | None, seed: int, work: Path
 ) -> dict[str, float]:
     """Overall metrics of ``model`` on a synthetic set generated into ``work``."""
-    from .data.synthetic import write_benchmark
-    from .evaluate import evaluate
-    from .predict import predict_folder
+    from ..data.synthetic import write_benchmark
+    from ..evaluate import evaluate
+    from ..predict import predict_folder
 
     data = work / f"{preset}_{seed}_{groups}"
     if not data.exists():
@@ -128,18 +58,21 @@ def export_pretrained(
     import platform
     import tempfile
 
-    from .checkpoint import half_weights, load_checkpoint, save_checkpoint
+    from ..checkpoint import half_weights, load_checkpoint, save_checkpoint
 
-    _check_name(name)
+    if name not in SHIPPED_MODELS:
+        raise ValueError(
+            f"--name {name!r}: not a shipped model name; one of {list(SHIPPED_MODELS)}"
+        )
     run = Path(run_dir)
-    out = Path(out_dir) if out_dir is not None else REPO_PRETRAINED_DIR
+    out = Path(out_dir) if out_dir is not None else REPO_WEIGHTS_DIR
     ck = load_checkpoint(run / "final.pt")
     weights = half_weights(ck["model"])
     path = save_checkpoint(
         {"format": "dmt_core", "model": weights, "config": ck["config"], "origin": name},
         out / f"{name}.pt",
     )
-    model, _ = load_model(path)
+    model = load_model(path)
     with tempfile.TemporaryDirectory(prefix="dmt-card-") as tmp:
         metrics = {
             key: synthetic_sm(model, preset, groups, seed, Path(tmp))
@@ -155,7 +88,7 @@ def export_pretrained(
     commands.append(f"dmt export-pretrained {run} --name {name}")
     card = {
         "name": name,
-        "description": PRETRAINED[name],
+        "description": WEIGHTS[name].description,
         "file": path.name,
         "bytes": path.stat().st_size,
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
@@ -163,7 +96,7 @@ def export_pretrained(
         "config": ck["config"],
         "reproduce": commands,
         # the commit the run recorded when it ended (older runs: the one exported from)
-        "commit": summary.get("commit") or git_commit(REPO_PRETRAINED_DIR.parents[1]),
+        "commit": summary.get("commit") or git_commit(REPO_WEIGHTS_DIR.parents[1]),
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "training": {
             "steps": summary["steps"],
@@ -203,6 +136,6 @@ def register(subparsers: Any) -> None:
         help="ship a training run as a named pretrained model (float16 weights + JSON card)",
     )
     p.add_argument("run", type=Path, help="training run folder (holds final.pt, options.json)")
-    p.add_argument("--name", required=True, choices=sorted(PRETRAINED))
+    p.add_argument("--name", required=True, choices=sorted(SHIPPED_MODELS))
     p.add_argument("--out-dir", type=Path, default=None, help="default: data/pretrained")
     p.set_defaults(func=_cmd_export)

@@ -9,7 +9,7 @@ are mixed by concatenating their groups, so every group is equally likely whatev
 set or size (DMT mixes DUTS_class and COCO-9k that way).
 
 Optionally, images are replaced on the fly by forward/reverse synthetic images
-(:mod:`dmt_core.data.synthesis`), on the sets chosen by ``synthesis_sets``.
+(:mod:`dmt_core.data.paste`), on the sets chosen by ``synthesis_sets``.
 
     ds = TrainGroups(["data/DUTS_class", "data/COCO9k"], input_size=256,
                      synthesis=SynthesisConfig(), synthesis_sets=[0], seed=0)
@@ -32,9 +32,9 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from ..model.dmt import IMAGENET_MEAN, IMAGENET_STD
 from .groups import Group, GroupDataset
-from .synthesis import SynthesisConfig, synthesize
+from .paste import SynthesisConfig, synthesize
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, normalize
 
 
 def train_sizes(input_size: int) -> tuple[int, int]:
@@ -42,18 +42,6 @@ def train_sizes(input_size: int) -> tuple[int, int]:
     if input_size <= 0:
         raise ValueError(f"input_size must be positive, got {input_size}")
     return round(input_size * 288 / 256), int(input_size)
-
-
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """ImageNet normalisation of float images in [0, 1], shape (..., 3, H, W)."""
-    return TF.normalize(images, list(IMAGENET_MEAN), list(IMAGENET_STD))
-
-
-def denormalize(images: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`normalize`: (..., 3, H, W) back to [0, 1] (clamped)."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=images.dtype, device=images.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=images.dtype, device=images.device).view(3, 1, 1)
-    return (images * std + mean).clamp(0, 1)
 
 
 def augment_pair(

@@ -1,7 +1,7 @@
 """README figures: one synthetic group drawn with :func:`dmt_core.viz.plot_group`.
 
-python -m dmt_core.data.figure data/figures/synthetic_group.png [--preset test]
-python -m dmt_core.data.figure data/figures/tiny_synthetic_predictions.png \
+python -m dmt_core.recipes.figures data/figures/synthetic_group.png [--preset test]
+python -m dmt_core.recipes.figures data/figures/tiny_synthetic_predictions.png \
     --model tiny-synthetic --seed 1            # with a shipped model's predictions
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .synthetic import Generator, preset_config
+from ..data.synthetic import Generator, preset_config
 
 
 def _others(objects) -> str:
@@ -42,10 +42,10 @@ def synthetic_group_figure(
         f"companion = {cats[g.companion].name}"
     )
     if model is not None:
-        from ..predict import load_predictor
+        from ..weights import load_model
 
-        net, cfg = load_predictor(model)
-        images, _ = g.tensors(cfg.input_size)
+        net = load_model(model)
+        images, _ = g.tensors(net.config.input_size)
         preds = net.predict(images)[: len(imgs)]
         title += f"; predictions of {model}"
     return plot_group(
