@@ -65,7 +65,7 @@ def main() -> None:
         def end_to_end():
             return predict_folder(
                 model, data, Path(tmp) / "pred", input_size=args.size, device="cpu",
-                amp=args.amp, workers=args.workers, progress=False,
+                amp="bf16" if args.amp else "off", workers=args.workers, progress=False,
             )  # fmt: skip
 
         end_to_end()  # warm-up (oneDNN primitives, file cache)

@@ -51,7 +51,7 @@ from .data.io import is_image_file
 from .files import atomic_write
 from .metrics import to_uint8
 from .model.config import DMTConfig
-from .runtime import DEVICES, amp_dtype, select_device
+from .runtime import AMP_MODES, DEVICES, autocast_dtype, select_device
 from .weights import list_weights, load_model, resolve
 
 BN_MODES = ("running", "group")
@@ -137,7 +137,7 @@ def predict_folder(
     *,
     input_size: int | None = None,
     device: str = "auto",
-    amp: bool = False,
+    amp: str = "off",
     bn: str | None = None,
     max_num: int = 25,
     groups: Sequence[str] | None = None,
@@ -156,7 +156,8 @@ def predict_folder(
             model in ``dmt_predict.json`` and refuses predictions of another model.
         input_size: side the images are resized to (default: ``model.config.input_size``).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        amp: run the forward under autocast (bfloat16 where supported, else float16).
+        amp: ``off`` (float32, as the official test script; the default), ``auto``
+            (GPUs only: bfloat16 where native, else float16), ``bf16`` or ``fp16``.
         bn: inference BatchNorm mode, ``"running"`` or ``"group"`` (default: the config's).
         max_num: chunk size (DMT: 25).
         groups: restrict to these group names.
@@ -189,7 +190,8 @@ def predict_folder(
     if int(max_num) < 1:
         raise ValueError(f"max_num must be >= 1, got {max_num}")
     dev = select_device(device)
-    dtype = amp_dtype(dev) if amp else torch.float32
+    amp_as = autocast_dtype(amp, dev)
+    dtype = amp_as or torch.float32
 
     chunks = InferenceGroups(data, input_size=size, max_num=max_num, groups=groups)
     ds = chunks.dataset
@@ -207,7 +209,7 @@ def predict_folder(
     }
     planned = {g.name: [p.stem for p in g.images] for g in ds if g.name in selected}
     _claim_out_dir(out_dir, source, ckpt_name, ds.root, planned, overwrite)
-    in_dtype = dtype if amp else next(model.parameters()).dtype
+    in_dtype = dtype if amp_as else next(model.parameters()).dtype
 
     was_training = model.training
     old_bn = cfg.bn_inference
@@ -222,7 +224,7 @@ def predict_folder(
     written = forwarded = n_chunks = 0
     model_seconds = 0.0
     pending: list[Future] = []
-    autocast = torch.autocast(dev.type, dtype=dtype) if amp else contextlib.nullcontext()
+    autocast = torch.autocast(dev.type, dtype=dtype) if amp_as else contextlib.nullcontext()
     try:
         with ThreadPoolExecutor(max_workers=1) as writer:
             for item in loader:
@@ -491,7 +493,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--subset", default=None, help="set name for an images/<Set>/ + gts/<Set>/ root")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument(
-        "--amp", action="store_true", help="autocast: bfloat16 (CPU, recent GPUs) or float16"
+        "--amp",
+        choices=AMP_MODES,
+        default="off",
+        help="mixed precision as in dmt train: auto (GPUs only: bf16 where native, else fp16), "
+        "bf16, fp16; default off (float32, as the official test script)",
     )
     p.add_argument(
         "--bn",

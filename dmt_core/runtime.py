@@ -29,11 +29,33 @@ def select_device(device: str = "auto", index: int | None = None) -> torch.devic
     )
 
 
+#: ``--amp`` of dmt train and dmt predict
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware: CPUs (autocast's CPU dtype) and
+    GPUs of compute capability 8.0 or newer (Ampere on). A T4 (7.5) or V100 (7.0) reports
+    ``torch.cuda.is_bf16_supported()`` through emulation, without tensor cores."""
+    if device.type != "cuda":
+        return True
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def amp_dtype(device: torch.device) -> torch.dtype:
-    """Autocast dtype: bfloat16 on CPU and on GPUs that support it, else float16."""
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
+    """The mixed-precision dtype that fits ``device``: bfloat16 where it is native,
+    float16 (with a gradient scaler in training) on older GPUs."""
+    return torch.bfloat16 if native_bf16(device) else torch.float16
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """``--amp``: ``auto`` is on for GPUs only (:func:`amp_dtype`), ``off`` is float32,
+    ``bf16`` / ``fp16`` force that dtype. None means no autocast."""
+    if amp not in AMP_MODES:
+        raise ValueError(f"--amp must be one of {', '.join(AMP_MODES)}, got {amp!r}")
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) or amp_dtype(device)
 
 
 def git_commit(repo: Path) -> str:

@@ -162,7 +162,7 @@ def test_converted_official_checkpoint_predicts(tmp_path):
 def test_amp_on_cpu_uses_bfloat16(dataset, tmp_path):
     out = tmp_path / "pred"
     s = P.predict_folder(
-        tiny_model(), dataset, out, input_size=32, amp=True, groups=["three"], progress=False
+        tiny_model(), dataset, out, input_size=32, amp="bf16", groups=["three"], progress=False
     )
     assert s.dtype == "bfloat16" and s.images == 3
     assert written_files(out) == expected_files(dataset, {"three": 3})
@@ -210,3 +210,36 @@ def test_written_files_have_the_usual_permissions(tmp_path):
         f.write(b"partial")
         raise RuntimeError("interrupted")
     assert not (tmp_path / "b.bin").exists() and len(list(tmp_path.iterdir())) == 3
+
+
+def test_amp_fits_the_gpu_it_runs_on(monkeypatch):
+    """bf16 only where it is native (compute capability >= 8); fp16 on a T4 or V100, even
+    though torch.cuda.is_bf16_supported() says True there through emulation."""
+    from dmt_core.runtime import autocast_dtype
+
+    gpu = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    for capability, want in (((7, 5), torch.float16), ((7, 0), torch.float16),
+                             ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)):  # fmt: skip
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, c=capability: c)
+        assert autocast_dtype("auto", gpu) == want, capability
+        assert autocast_dtype("bf16", gpu) == torch.bfloat16
+        assert autocast_dtype("fp16", gpu) == torch.float16
+        assert autocast_dtype("off", gpu) is None
+    cpu = torch.device("cpu")
+    assert autocast_dtype("auto", cpu) is None and autocast_dtype("bf16", cpu) == torch.bfloat16
+    with pytest.raises(ValueError, match="--amp must be one of"):
+        autocast_dtype("fp8", cpu)
+
+
+def test_predict_and_train_take_the_same_amp_choices():
+    from dmt_core.cli import build_parser
+    from dmt_core.runtime import AMP_MODES
+
+    parser = build_parser()
+    for cmd in (["predict", "--checkpoint", "x", "--data", "d", "--out", "o"],
+                ["train", "--train-data", "d", "--out", "o"]):  # fmt: skip
+        for mode in AMP_MODES:
+            assert parser.parse_args([*cmd, "--amp", mode]).amp == mode
+        with pytest.raises(SystemExit):
+            parser.parse_args([*cmd, "--amp", "fp8"])
