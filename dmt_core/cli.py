@@ -83,7 +83,9 @@ def _cmd_convert_official(args: argparse.Namespace) -> int:
     from .convert import convert_official_state_dict
     from .model.config import DMTConfig
 
-    cfg = DMTConfig.paper()
+    # the official test script never calls eval(): its BatchNorms normalise with the
+    # statistics of the group being predicted, which bn_inference="group" reproduces
+    cfg = DMTConfig.paper(bn_inference="group")
     obj = load_checkpoint(args.input)
     sd = convert_official_state_dict(obj, cfg, source=str(args.input))
     save_checkpoint(
@@ -92,10 +94,16 @@ def _cmd_convert_official(args: argparse.Namespace) -> int:
             "model": sd,
             "config": cfg.to_dict(),
             "origin": f"official:{Path(args.input).name}",
+            "bn_inference": "group: the statistics of the predicted group, as the official "
+            "test.py (which never calls eval()); dmt predict --bn running for running ones",
         },
         args.output,
     )
-    print(f"converted {len(sd)} tensors from {args.input} -> {args.output}")
+    print(
+        f"converted {len(sd)} tensors from {args.input} -> {args.output}; BatchNorm at "
+        "inference: the group's own statistics, as the official test.py (--bn running: "
+        "the running statistics)"
+    )
     return 0
 
 

@@ -119,3 +119,21 @@ def test_a_checkpoint_whose_pickle_runs_code_is_refused(tmp_path):
     assert not marker.exists()  # ... and did not run here
     assert main(["convert-official", str(evil), str(tmp_path / "o.pt")]) == 2
     assert not marker.exists()
+
+
+def test_converted_checkpoints_predict_with_group_statistics_as_the_official_test(
+    reference, tmp_path, capsys
+):
+    """test.py never calls eval(): BN normalises with the predicted group's statistics."""
+    from dmt_core.cli import main
+    from dmt_core.weights import load_model
+
+    seeded, _ = reference
+    src = tmp_path / "DMT_model.pth"
+    torch.save(seeded.seeded_state_dict(), src)
+    assert main(["convert-official", str(src), str(tmp_path / "dmt_official.pt")]) == 0
+    assert "group's own statistics" in capsys.readouterr().out
+    model = load_model(tmp_path / "dmt_official.pt")
+    assert model.config.bn_inference == "group"
+    bns = [m for m in model.modules() if hasattr(m, "use_group_stats")]
+    assert bns and all(m.use_group_stats for m in bns)
