@@ -36,6 +36,13 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_data_download(args: argparse.Namespace) -> int:
+    from .download import download
+
+    download(args.name, args.to, mirror=args.mirror)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``synth`` and ``data`` (with ``check``) to the ``dmt`` command."""
     from .synthetic import PRESETS
@@ -57,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_cmd_synth)
 
-    p = subparsers.add_parser("data", help="dataset tools (check)")
+    p = subparsers.add_parser("data", help="dataset tools (check, download)")
     sub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     q = sub.add_parser(
         "check",
@@ -67,3 +74,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("root", type=Path, help="dataset folder (any supported layout)")
     q.add_argument("--subset", default=None, help="set name for an images/<Set>/ + gts/<Set>/ root")
     q.set_defaults(func=_cmd_data_check)
+    from .download import DATASETS
+
+    q = sub.add_parser(
+        "download",
+        help="download a CoSOD dataset from its published mirror into DIR/NAME (resumable, "
+        "checked, atomic)",
+    )
+    q.add_argument("name", choices=list(DATASETS), help="the dataset")
+    q.add_argument("--to", type=Path, required=True, metavar="DIR", help="folder to install into")
+    q.add_argument(
+        "--mirror", metavar="URL", help="fetch URL/<archive name> instead of the default host"
+    )
+    q.set_defaults(func=_cmd_data_download)
