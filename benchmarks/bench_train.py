@@ -13,6 +13,7 @@ timed steps (peak, and the peak minus the RSS before them).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -21,21 +22,23 @@ import torchvision
 from bench_inference import PeakRSS, _best, bench_args
 
 from dmt_core import DMT, DMTConfig
-from dmt_core.loss import dmt_loss
+from dmt_core.train import train_step
+
+#: memory formats compared (the child reads its own from the environment)
+FORMATS = ("channels_last", "contiguous")
 
 
 def one_config(preset: str, group: int, size: int, reps: int) -> dict:
     torch.manual_seed(0)
-    model = DMT(DMTConfig.preset(preset)).train()
+    channels_last = os.environ.get("DMT_BENCH_FORMAT", "channels_last") == "channels_last"
+    model = DMT(DMTConfig.preset(preset), channels_last=channels_last).train()
     opt = torch.optim.Adam(model.param_groups(1e-4))
     x = torch.randn(group, 3, size, size)
     y = (torch.rand(group, 1, size, size) > 0.5).float()
+    batch = {"images": x, "masks": y}
 
-    def step() -> None:
-        loss, _ = dmt_loss(model(x, aux=True), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def step() -> None:  # the step dmt train takes
+        train_step(model, batch, opt)
 
     vgg = torchvision.models.vgg16().features[:30].eval()
 
@@ -64,19 +67,21 @@ def main() -> None:
     if not args.quick and "paper" in args.presets:
         configs += [("paper", 4, 128), ("paper", 8, 256)]
     print(f"torch {torch.__version__}, {args.threads} threads, best of {args.reps}\n")
-    print("| preset | size | group | step (s) | VGG16 fwd (s) | ratio | images/s | peak RSS (MB) "
-          "| step peak (MB) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| preset | size | group | memory format | step (s) | VGG16 fwd (s) | ratio | images/s "
+          "| peak RSS (MB) | step peak (MB) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for preset, group, size in configs:
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", f"{preset},{group},{size}",
-             "--reps", str(args.reps), "--threads", str(args.threads)],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"| {preset} | {size} | {group} | {r['step_s']:.3f} | {r['vgg_s']:.3f} "
-              f"| {r['ratio']:.1f}x | {r['images_per_s']:.1f} | {r['peak_mb']:.0f} "
-              f"| {r['step_mb']:.0f} |", flush=True)  # fmt: skip
+        for fmt in FORMATS:
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", f"{preset},{group},{size}",
+                 "--reps", str(args.reps), "--threads", str(args.threads)],
+                check=True, capture_output=True, text=True,
+                env={**os.environ, "DMT_BENCH_FORMAT": fmt},
+            )  # fmt: skip
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"| {preset} | {size} | {group} | {fmt} | {r['step_s']:.3f} | {r['vgg_s']:.3f} "
+                  f"| {r['ratio']:.1f}x | {r['images_per_s']:.1f} | {r['peak_mb']:.0f} "
+                  f"| {r['step_mb']:.0f} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

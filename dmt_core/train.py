@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import json
 import math
 import numbers
@@ -64,7 +65,7 @@ from .runs import (
     truncate_log,
     write_options,
 )
-from .runtime import DEVICES, amp_dtype, git_commit, select_device
+from .runtime import AMP_MODES, DEVICES, autocast_dtype, git_commit, select_device
 from .weights import create_model
 
 #: preset -> default training options (the paper's; the tiny preset learns from scratch)
@@ -172,6 +173,12 @@ class TrainOptions:
         choices=("auto", "on", "off"),
     )
     ckpt_every: int = _opt(500, "write last.pt every this many steps", metavar="STEPS")
+    log_every: int = _opt(
+        10,
+        "read the loss back from the device (a host sync) and write log.jsonl every this "
+        "many steps; every step still gets its line",
+        metavar="STEPS",
+    )
     pretrained: bool | None = _opt(
         None,
         "start the encoder from its registered weights (default: the config's "
@@ -209,8 +216,10 @@ class TrainOptions:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.time_budget is not None and self.time_budget <= 0:
             raise ValueError(f"time_budget must be positive seconds, got {self.time_budget}")
-        if self.amp not in ("auto", "off", "bf16", "fp16"):
-            raise ValueError(f"amp must be auto, off, bf16 or fp16, got {self.amp!r}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"--amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        if not _integer(self.log_every) or self.log_every < 1:
+            raise ValueError(f"--log-every must be a whole number >= 1, got {self.log_every!r}")
         if self.synthesis not in ("auto", "on", "off"):
             raise ValueError(f"synthesis must be auto, on or off, got {self.synthesis!r}")
 
@@ -337,13 +346,6 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
 
 
-def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """``--amp``: auto is on for GPUs only (bf16 where supported, else fp16)."""
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) or amp_dtype(device)
-
-
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     """``["use_r2r=false", "hidden_dim=32"]`` -> {"use_r2r": False, "hidden_dim": 32}.
 
@@ -413,6 +415,39 @@ def validate(model: DMT, dataset: Any, input_size: int, device: torch.device) ->
 
 
 # --------------------------------------------------------------------------- the step
+class StepTimer:
+    """Where a step's time goes, without a host sync per step.
+
+    ``mark(name)`` closes the phase that ends there: on a GPU with a CUDA event (read
+    later, when the log is written), on a CPU with the clock. ``seconds()`` gives
+    ``{"forward_s", "backward_s", "optimizer_s"}``.
+    """
+
+    PHASES = ("forward", "backward", "optimizer")
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.marks: list[Any] = []
+
+    def mark(self) -> None:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def seconds(self) -> dict[str, float]:
+        if len(self.marks) != len(self.PHASES) + 1:
+            return {}
+        if self.cuda:
+            self.marks[-1].synchronize()
+            spans = [a.elapsed_time(b) / 1000 for a, b in itertools.pairwise(self.marks)]
+        else:
+            spans = [b - a for a, b in itertools.pairwise(self.marks)]
+        return {f"{p}_s": s for p, s in zip(self.PHASES, spans, strict=True)}
+
+
 def train_step(
     model: torch.nn.Module,
     batch: dict[str, Any],
@@ -422,6 +457,7 @@ def train_step(
     amp_dtype: torch.dtype | None = None,
     grad_clip: float | None = None,
     group_loss_weight: float = 1.0,
+    timer: StepTimer | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """One optimisation step on one group, as DMT trains.
 
@@ -429,6 +465,7 @@ def train_step(
     the forward runs with the side outputs (``aux=True``) under autocast when
     ``amp_dtype`` is given; :func:`dmt_core.loss.dmt_loss` gives the 12-term loss; then
     backward (through ``scaler`` for fp16), optional gradient clipping, and the step.
+    A :class:`StepTimer` records the three phases.
 
     Returns the loss and its terms, detached, on the device (reading them is the only
     host sync, left to the caller).
@@ -441,18 +478,26 @@ def train_step(
         if amp_dtype is not None
         else contextlib.nullcontext()
     )
+    if timer is not None:
+        timer.mark()
     with autocast:
         out = model(images, aux=True)
     loss, terms = dmt_loss(out, masks, group_loss_weight)
+    if timer is not None:
+        timer.mark()
     optimizer.zero_grad(set_to_none=True)
     if scaler is None:
         scaler = torch.amp.GradScaler(device.type, enabled=False)
     scaler.scale(loss).backward()
+    if timer is not None:
+        timer.mark()
     if grad_clip:
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     scaler.step(optimizer)
     scaler.update()
+    if timer is not None:
+        timer.mark()
     return loss.detach(), {k: v.detach() for k, v in terms.items()}
 
 
@@ -546,31 +591,36 @@ def _train_locked(opts: TrainOptions) -> dict[str, Any]:
     data = iter(loader)
     r.model.train()
     t_start = time.perf_counter() - r.elapsed
+    pending: list[dict[str, Any]] = []  # steps whose loss is still on the device
     with _StopFlag() as stop:
         while not r.finished:
-            batch = next(data)
-            _set_learning_rate(r)
             t0 = time.perf_counter()
+            batch = next(data)
+            data_s = time.perf_counter() - t0
+            _set_learning_rate(r)
+            timer = StepTimer(r.device)
             loss, terms = train_step(
                 r.net, batch, r.optimizer, r.scaler, amp_dtype=r.amp_dtype,
-                grad_clip=opts.grad_clip, group_loss_weight=opts.group_loss_weight,
+                grad_clip=opts.grad_clip, group_loss_weight=opts.group_loss_weight, timer=timer,
             )  # fmt: skip
             r.step += 1
             r.elapsed = time.perf_counter() - t_start
             if log is not None:
-                _log_step(log, bar, r, loss, terms, batch, time.perf_counter() - t0)
-            if (
-                r.is_main
-                and r.val_set is not None
-                and opts.val_every
-                and not r.step % opts.val_every
-            ):
-                _validate(r, log)
-            if r.is_main and opts.ckpt_every and r.step % opts.ckpt_every == 0:
-                _save(r, "last.pt")
+                pending.append(_step_record(r, loss, terms, batch, data_s, timer, t0))
+            validate_now = r.val_set is not None and opts.val_every and not r.step % opts.val_every
+            save_now = opts.ckpt_every and r.step % opts.ckpt_every == 0
             stopped_by, done = _should_stop(r, stop)
+            if log is not None and (len(pending) >= opts.log_every or validate_now or save_now
+                                    or stopped_by or done):  # fmt: skip
+                _write_log(log, bar, r, pending)
+            if r.is_main and validate_now:
+                _validate(r, log)
+            if r.is_main and save_now:
+                _save(r, "last.pt")
             if stopped_by or done:
                 break
+    if log is not None:
+        _write_log(log, bar, r, pending)
     bar.close()
     r.model.set_bn_scope(cfg.bn_scope)
     summary = _finish(r, stopped_by, log) if r.is_main else {}
@@ -647,10 +697,10 @@ def _build(
     )
     for g in optimizer.param_groups:
         g["initial_lr"] = g["lr"]
-    dtype = _amp_dtype(opts.amp, device)
+    dtype = autocast_dtype(opts.amp, device)
     r = _Run(
         opts=opts, cfg=cfg, device=device, model=model, net=model, optimizer=optimizer,
-        scaler=torch.amp.GradScaler("cuda", enabled=dtype is torch.float16),
+        scaler=torch.amp.GradScaler(device.type, enabled=dtype is torch.float16),
         schedule=Schedule(opts.steps, opts.time_budget, opts.warmup, opts.milestones, opts.gamma),
         amp_dtype=dtype, rank=rank, world=world,
     )  # fmt: skip
@@ -742,24 +792,47 @@ def _base_lr(r: _Run) -> float:
     return next((g for g in groups if g.get("name") == "decoder"), groups[-1])["lr"]
 
 
-def _log_step(
-    log: Any, bar: Any, r: _Run, loss: Tensor, terms: dict[str, Tensor], batch: dict, sec: float
-) -> None:
-    """One ``log.jsonl`` line: the loss and its terms, lr, images, group, seconds."""
-    values = torch.stack([loss, *terms.values()]).tolist()
-    if not math.isfinite(values[0]):
-        raise FloatingPointError(
-            f"training diverged: the loss is {values[0]} at step {r.step} (learning "
-            f"rate {_base_lr(r):.3g}); lower --lr or set --grad-clip"
-        )
-    rec = {"step": r.step, "lr": _base_lr(r), "loss": values[0]}
-    rec.update(dict(zip(terms, values[1:], strict=True)))
-    n = len(batch["images"])
-    rec.update({"images": n, "group": batch["group"], "sec": sec, "elapsed": r.elapsed})
-    log.write(json.dumps(rec) + "\n")
+def _step_record(
+    r: _Run,
+    loss: Tensor,
+    terms: dict[str, Tensor],
+    batch: dict,
+    data_s: float,
+    timer: StepTimer,
+    t0: float,
+) -> dict[str, Any]:
+    """A step's log line, its loss still a device tensor (read in :func:`_write_log`)."""
+    return {
+        "step": r.step, "lr": _base_lr(r), "values": torch.stack([loss, *terms.values()]),
+        "terms": list(terms), "images": len(batch["images"]), "group": batch["group"],
+        "sec": time.perf_counter() - t0, "data_s": data_s, "timer": timer,
+        "elapsed": r.elapsed,
+    }  # fmt: skip
+
+
+def _write_log(log: Any, bar: Any, r: _Run, pending: list[dict[str, Any]]) -> None:
+    """``log.jsonl`` lines of the pending steps: the loss and its terms, lr, images, group,
+    seconds (``sec``: the whole step, data wait included; ``data_s``, ``forward_s``,
+    ``backward_s``, ``optimizer_s``: its parts). One host sync for all of them."""
+    if not pending:
+        return
+    values = torch.stack([p["values"] for p in pending]).tolist()
+    for p, v in zip(pending, values, strict=True):
+        if not math.isfinite(v[0]):
+            raise FloatingPointError(
+                f"training diverged: the loss is {v[0]} at step {p['step']} (learning "
+                f"rate {p['lr']:.3g}); lower --lr or set --grad-clip"
+            )
+        rec = {"step": p["step"], "lr": p["lr"], "loss": v[0]}
+        rec.update(dict(zip(p["terms"], v[1:], strict=True)))
+        rec.update({"images": p["images"], "group": p["group"], "sec": p["sec"]})
+        rec.update({"data_s": p["data_s"], **p["timer"].seconds(), "elapsed": p["elapsed"]})
+        log.write(json.dumps(rec) + "\n")
     log.flush()
-    bar.update(1)
-    bar.set_postfix(loss=f"{values[0]:.3f}", img_s=f"{n / sec:.1f}")
+    last = pending[-1]
+    bar.update(len(pending))
+    bar.set_postfix(loss=f"{values[-1][0]:.3f}", img_s=f"{last['images'] / last['sec']:.1f}")
+    pending.clear()
 
 
 def _validate(r: _Run, log: Any) -> None:

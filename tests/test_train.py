@@ -252,3 +252,28 @@ def test_train_step_is_the_step_train_takes(synth, tmp_path):
     loss, terms = train_step(model, batch, optimizer)
     assert len(terms) == 12 and loss.requires_grad is False
     assert loss.item() == pytest.approx(logged["loss"], rel=1e-5)
+
+
+def test_the_log_times_every_part_of_a_step_and_syncs_every_k_steps(synth, tmp_path, monkeypatch):
+    """data wait, forward, backward and optimizer seconds per step; images/s counts the data
+    wait; the loss is read back from the device once per --log-every steps."""
+    import dmt_core.train as T
+
+    reads = []
+    real = T._write_log
+    monkeypatch.setattr(
+        T, "_write_log", lambda log, bar, r, p: (reads.append(len(p)), real(log, bar, r, p))
+    )
+    run = tmp_path / "run"
+    summary = train(_opts(synth, run, steps=7, log_every=3))
+    steps = [r for r in _log(run) if "loss" in r]
+    assert [r["step"] for r in steps] == list(range(1, 8))
+    assert [n for n in reads if n] == [3, 3, 1]
+    for r in steps:
+        parts = r["data_s"] + r["forward_s"] + r["backward_s"] + r["optimizer_s"]
+        assert min(r["data_s"], r["forward_s"], r["backward_s"], r["optimizer_s"]) >= 0
+        assert parts <= r["sec"] + 1e-6 and r["forward_s"] > 0 and r["backward_s"] > 0
+    want = sum(r["images"] for r in steps) / sum(r["sec"] for r in steps)
+    assert summary["images_per_s"] == pytest.approx(want, abs=0.01)
+    with pytest.raises(ValueError, match="--log-every"):
+        _opts(synth, tmp_path / "x", log_every=0)
