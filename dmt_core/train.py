@@ -764,16 +764,20 @@ def _data(
 
 
 def _progress_bar(opts: TrainOptions, r: _Run) -> Any:
+    """A bar with a total: steps, or seconds when only a time budget ends the run."""
     from tqdm.auto import tqdm
 
-    return tqdm(
-        total=opts.steps,
-        initial=r.step,
+    seconds = opts.steps is None and opts.time_budget is not None
+    bar = tqdm(
+        total=round(opts.time_budget) if seconds else opts.steps,
+        initial=round(r.elapsed) if seconds else r.step,
         disable=not r.is_main or opts.quiet,
-        unit="step",
+        unit="s" if seconds else "step",
         mininterval=1.0 if sys.stderr.isatty() else 30.0,
         dynamic_ncols=True,
     )
+    bar.dmt_seconds = seconds
+    return bar
 
 
 def _set_learning_rate(r: _Run) -> None:
@@ -830,8 +834,13 @@ def _write_log(log: Any, bar: Any, r: _Run, pending: list[dict[str, Any]]) -> No
         log.write(json.dumps(rec) + "\n")
     log.flush()
     last = pending[-1]
-    bar.update(len(pending))
-    bar.set_postfix(loss=f"{values[-1][0]:.3f}", img_s=f"{last['images'] / last['sec']:.1f}")
+    if getattr(bar, "dmt_seconds", False):  # a time budget: the bar counts seconds
+        bar.update(max(0, min(round(last["elapsed"]), bar.total) - bar.n))
+    else:
+        bar.update(len(pending))
+    bar.set_postfix(
+        step=last["step"], loss=f"{values[-1][0]:.3f}", img_s=f"{last['images'] / last['sec']:.1f}"
+    )
     pending.clear()
 
 

@@ -42,6 +42,20 @@ def series(only: list[str] | None = None) -> list[Path]:
     return books
 
 
+def ipc_kernel_manager() -> type:
+    """A kernel manager whose kernels talk over IPC sockets (local files) instead of TCP:
+    the same local kernel, without ipykernel's warning about unencrypted TCP."""
+    from jupyter_client.manager import KernelManager
+    from traitlets import default
+
+    class IPCKernelManager(KernelManager):
+        @default("transport")
+        def _default_transport(self) -> str:
+            return "ipc"
+
+    return IPCKernelManager
+
+
 def strip_widget_state(nb: nbformat.NotebookNode) -> None:
     """Drop stored widget state (GitHub cannot render notebooks that carry it)."""
     nb.metadata.pop("widgets", None)
@@ -57,6 +71,7 @@ def execute_in_place(path: Path) -> float:
         nb,
         timeout=TIMEOUT,
         kernel_name="python3",
+        kernel_manager_class=ipc_kernel_manager(),
         resources={"metadata": {"path": str(HERE)}},
         store_widget_state=True,  # False breaks Output widgets (nbclient KeyError); stripped below
     )
@@ -83,6 +98,7 @@ def execute_papermill(path: Path, out_dir: Path, params: dict[str, Any]) -> dict
             str(out_dir / path.name),
             parameters=given,
             kernel_name="python3",
+            kernel_manager_class=ipc_kernel_manager(),
             cwd=str(HERE),
             progress_bar=False,
             execution_timeout=TIMEOUT,

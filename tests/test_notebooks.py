@@ -93,3 +93,42 @@ def test_training_notebook_runs_with_papermill_parameters(tmp_path):
     executed = nbformat.read(tmp_path / "06_training.ipynb", as_version=4)
     text = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     assert "not found: training on the synthetic benchmark instead" in text
+
+
+def test_the_series_runner_starts_kernels_without_the_tcp_warning(tmp_path):
+    """run_series' kernels use IPC sockets: make tutorial prints no "running over TCP
+    without encryption" warning for each notebook (the default TCP kernel does)."""
+    import subprocess
+    import sys
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    code = (
+        "import sys, papermill as pm; sys.path.insert(0, sys.argv[1]); import run_series; "
+        "pm.execute_notebook(sys.argv[2], sys.argv[3], kernel_name='python3', progress_bar=False,"
+        " kernel_manager_class=run_series.ipc_kernel_manager())"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(NOTEBOOKS), str(tmp_path / "in.ipynb"),
+         str(tmp_path / "out.ipynb")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-500:]
+    assert "without encryption" not in res.stderr + res.stdout
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert out.cells[0].outputs[0]["text"].strip() == "42"
+
+
+def test_make_lab_allows_root_only_for_root():
+    """Jupyter refuses to start as root without --allow-root (most containers run as root)."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    res = subprocess.run(["make", "-n", "lab"], cwd=NOTEBOOKS.parent, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    lab = [line for line in res.stdout.splitlines() if "jupyter lab" in line]
+    assert lab, res.stdout
+    assert ("--allow-root" in lab[-1]) == (os.geteuid() == 0)

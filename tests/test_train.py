@@ -277,3 +277,23 @@ def test_the_log_times_every_part_of_a_step_and_syncs_every_k_steps(synth, tmp_p
     assert summary["images_per_s"] == pytest.approx(want, abs=0.01)
     with pytest.raises(ValueError, match="--log-every"):
         _opts(synth, tmp_path / "x", log_every=0)
+
+
+def test_the_progress_bar_has_a_total(synth, tmp_path):
+    """Steps when --steps ends the run, seconds when only a time budget does (no "135/?")."""
+    from dmt_core.train import _progress_bar
+
+    class _R:
+        is_main, step, elapsed = True, 3, 12.4
+
+    by_steps = _progress_bar(_opts(synth, tmp_path / "a", steps=50), _R())
+    assert (by_steps.total, by_steps.n, by_steps.dmt_seconds) == (50, 3, False)
+    by_time = _progress_bar(
+        _opts(synth, tmp_path / "b", steps=None, time_budget=300, quiet=False), _R()
+    )
+    assert (by_time.total, by_time.n, by_time.dmt_seconds) == (300, 12, True)
+    assert "12/300 [" in str(by_time) and "s/s" in str(by_time)
+    by_steps.close()
+    by_time.close()
+    summary = train(_opts(synth, tmp_path / "c", steps=None, time_budget=3.0, quiet=True))
+    assert summary["finished"] and summary["steps"] >= 1
