@@ -259,10 +259,6 @@ def group_sm(model: Any, groups: Iterable[Group]) -> float:
     for images, masks in groups:
         preds += [p[0].cpu().numpy() for p in model.predict(images)]
         gts += [m[0].cpu().numpy() > 0.5 for m in masks]
-    return _sm(preds, gts)
-
-
-def _sm(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> float:
     return score(preds, gts)["Sm"]
 
 
@@ -287,7 +283,7 @@ def sm_by_group_size(
             for i in range(0, n, step):
                 part = images[i : i + step]
                 preds[str(k)] += [p[0].numpy() for p in model.predict(part)]
-    return {k: _sm(v, gts) for k, v in preds.items()}
+    return {k: score(v, gts)["Sm"] for k, v in preds.items()}
 
 
 @torch.no_grad()

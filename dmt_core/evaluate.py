@@ -341,7 +341,7 @@ def evaluate(
             acc = SODMetrics()
             for pred_path, mask_path in zip(preds, g.masks or [], strict=True):
                 pred = read_prediction(pred_path)
-                gt = load_mask(mask_path).astype(np.uint8) * 255
+                gt = load_mask(mask_path)  # bool; SODMetrics makes it 0/255 once
                 if pred.shape != gt.shape:  # e.g. an EXIF tag the header check did not see
                     raise ValueError(
                         f"{pred_path}: prediction of {pred.shape[1]}x{pred.shape[0]} does not "
