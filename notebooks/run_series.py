@@ -28,8 +28,9 @@ from typing import Any
 import nbformat
 import yaml
 
+from dmt_core.nbrun import TIMEOUT, declared_parameters, ipc_kernel_manager, run_notebook
+
 HERE = Path(__file__).resolve().parent
-TIMEOUT = 3600  # seconds per cell: the CPU training cell runs for minutes
 
 
 def series(only: list[str] | None = None) -> list[Path]:
@@ -40,20 +41,6 @@ def series(only: list[str] | None = None) -> list[Path]:
         if not books:
             raise SystemExit(f"--only {only}: no such notebook in {HERE}")
     return books
-
-
-def ipc_kernel_manager() -> type:
-    """A kernel manager whose kernels talk over IPC sockets (local files) instead of TCP:
-    the same local kernel, without ipykernel's warning about unencrypted TCP."""
-    from jupyter_client.manager import KernelManager
-    from traitlets import default
-
-    class IPCKernelManager(KernelManager):
-        @default("transport")
-        def _default_transport(self) -> str:
-            return "ipc"
-
-    return IPCKernelManager
 
 
 def strip_widget_state(nb: nbformat.NotebookNode) -> None:
@@ -83,31 +70,17 @@ def execute_in_place(path: Path) -> float:
 
 def execute_papermill(path: Path, out_dir: Path, params: dict[str, Any]) -> dict[str, Any]:
     """Execute one notebook with papermill into ``out_dir``; returns its summary row."""
-    import papermill as pm
-
-    declared = pm.inspect_notebook(str(path))
+    declared = declared_parameters(path)
     work = (out_dir / "work" / path.stem).resolve()
     given = {k: v for k, v in params.items() if k in declared}
     if "output_dir" in declared:
         given.setdefault("output_dir", str(work))
     row: dict[str, Any] = {"notebook": path.name, "parameters": given}
-    t0 = time.perf_counter()
-    try:
-        pm.execute_notebook(
-            str(path),
-            str(out_dir / path.name),
-            parameters=given,
-            kernel_name="python3",
-            kernel_manager_class=ipc_kernel_manager(),
-            cwd=str(HERE),
-            progress_bar=False,
-            execution_timeout=TIMEOUT,
-        )
-        row["status"] = "ok"
-    except pm.PapermillExecutionError as e:
-        row["status"] = "failed"
-        row["error"] = f"{e.ename}: {e.evalue}"
-    row["seconds"] = round(time.perf_counter() - t0, 1)
+    status, error, seconds = run_notebook(path, out_dir / path.name, given, cwd=HERE)
+    row["status"] = status
+    if error:
+        row["error"] = error
+    row["seconds"] = round(seconds, 1)
     metrics = work / "metrics.json"
     if metrics.is_file():
         row["metrics"] = json.loads(metrics.read_text())

@@ -96,27 +96,33 @@ def test_training_notebook_runs_with_papermill_parameters(tmp_path):
 
 
 def test_the_series_runner_starts_kernels_without_the_tcp_warning(tmp_path):
-    """run_series' kernels use IPC sockets: make tutorial prints no "running over TCP
-    without encryption" warning for each notebook (the default TCP kernel does)."""
+    """The runner's kernels use IPC sockets: make tutorial prints no "running over TCP
+    without encryption" warning for each notebook (the default TCP kernel does), and the
+    kernel is found when it runs in another folder than the client (make notebooks runs
+    from the repository root, the kernels in notebooks/)."""
     import subprocess
     import sys
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
     nbformat.write(nb, tmp_path / "in.ipynb")
-    code = (
-        "import sys, papermill as pm; sys.path.insert(0, sys.argv[1]); import run_series; "
-        "pm.execute_notebook(sys.argv[2], sys.argv[3], kernel_name='python3', progress_bar=False,"
-        " kernel_manager_class=run_series.ipc_kernel_manager())"
+    (tmp_path / "kernel_cwd").mkdir()
+    code = (  # as run_series --in-place: nbclient, the kernel started in another folder
+        "import sys, nbformat; from nbclient import NotebookClient; "
+        "from dmt_core.nbrun import ipc_kernel_manager; nb = nbformat.read(sys.argv[1], 4); "
+        "NotebookClient(nb, kernel_name='python3', kernel_manager_class=ipc_kernel_manager(),"
+        " startup_timeout=30, resources={'metadata': {'path': sys.argv[3]}}).execute(); "
+        "nbformat.write(nb, sys.argv[2])"
     )
     res = subprocess.run(
-        [sys.executable, "-c", code, str(NOTEBOOKS), str(tmp_path / "in.ipynb"),
-         str(tmp_path / "out.ipynb")],
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", code, str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"),
+         str(tmp_path / "kernel_cwd")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-500:]
     assert "without encryption" not in res.stderr + res.stdout
     out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     assert out.cells[0].outputs[0]["text"].strip() == "42"
+    assert not list((tmp_path / "kernel_cwd").iterdir())  # no socket files left in the folder
 
 
 def test_make_lab_allows_root_only_for_root():
