@@ -19,6 +19,10 @@ QUICK = {
     "DMT_NB_MAX_GROUP": "8",  # 02: largest group of the cost plot
     "DMT_NB_EVIDENCE_GROUPS": "3",  # 08: test groups of the attention evidence
     "DMT_NB_KNOCKOUT_GROUPS": "3",  # 02, 04: test groups of the module knock-outs
+    "DMT_NB_HARD_GROUPS": "4",  # 09: groups of the hard set
+    "DMT_NB_VARIANTS": "full,no_r2r",  # 09: two variants of the ablation
+    "DMT_NB_BUDGET": "3 steps",  # 09: training budget per variant
+    "DMT_NB_SEEDS": "0",  # 09: one seed
     "DMT_NB_DEVICE": "cpu",
 }
 
