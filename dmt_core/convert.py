@@ -1,6 +1,6 @@
 """Official DMT checkpoints -> this implementation.
 
-The official ``CoSODNet.state_dict()`` (737 entries; see ``DMT_SPEC.md`` section H)
+The official ``CoSODNet.state_dict()`` (737 entries, as in the official repository's checkpoint)
 maps key by key onto :class:`dmt_core.DMT` by the rules in :data:`RULES`. Wrappers
 (``{"state_dict": ...}``, ``{"model": ...}``) and DataParallel's ``module.`` prefix
 are accepted. The result is checked against the model's own layout, so a mismatched

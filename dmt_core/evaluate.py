@@ -4,7 +4,7 @@
     result["overall"]["Sm"], result["groups"]["apple"]["MAE"]
     fig = dmt_core.viz.plot_curves([evaluate("pred/CoCA", "data/CoCA", label="DMT")])
 
-Metrics (DMT_SPEC E.1, the community protocol): S-measure (alpha 0.5), E-measure
+Metrics (the community protocol of the official evaluation code): S-measure (alpha 0.5), E-measure
 (max / mean over the 256 thresholds of the dataset-mean curve, adaptive at
 ``min(2 * mean, 1)``), F-measure with beta^2 = 0.3 (max / mean / adaptive), weighted F
 (beta 1) and MAE, all computed by :mod:`dmt_core.metrics` (pysodmetrics) on each

@@ -1,4 +1,4 @@
-"""The DMT training loss (DMT_SPEC section C): 12 terms, each weight 1.
+"""The DMT training loss (as in the official training script): 12 terms, each weight 1.
 
 G is the ground truth binarised at 0.5, B = 1 - G; stage ground truths are G resized
 by *nearest* down-sampling to each stage's map. With BCE = mean binary cross-entropy

@@ -130,6 +130,70 @@ def _check_input_size(input_size: int) -> int:
     return int(input_size)
 
 
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name.
+
+    Raises:
+        FileNotFoundError / NotADirectoryError: ``folder`` is not a folder.
+        ValueError: it holds no image file (the message lists what it holds).
+    """
+    root = Path(folder).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root}: not a folder")
+    files = sorted(p for p in root.iterdir() if p.is_file() and is_image_file(p))
+    if not files:
+        seen = sorted(p.name for p in root.iterdir())[:5]
+        raise ValueError(f"{root}: no image file (.jpg, .png, ...) in it; it holds {seen}")
+    return files
+
+
+@torch.no_grad()
+def predict_images(
+    model: torch.nn.Module,
+    images: Sequence[str | os.PathLike | Image.Image | np.ndarray],
+    *,
+    max_num: int = 25,
+) -> list[np.ndarray]:
+    """Co-saliency maps for one group given as image files, PIL images or uint8 arrays
+    (h, w, 3): one float32 (h, w) probability map per image, at the image's own size,
+    in chunks of at most ``max_num`` as the official test script (on the model's device,
+    in its current BatchNorm mode).
+
+    Raises:
+        ValueError: fewer than one image, or a file that is not a readable image (named).
+    """
+    from .data.chunks import load_for_inference
+    from .data.io import load_image, to_rgb
+
+    if len(images) == 0:
+        raise ValueError("predict_images: the group is empty; give at least one image")
+    pil = []
+    for im in images:
+        if isinstance(im, (str, os.PathLike)):
+            im = load_image(im)
+        elif isinstance(im, np.ndarray):
+            if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
+                raise ValueError(
+                    f"predict_images: arrays must be uint8 (h, w, 3), got {im.dtype} {im.shape}"
+                )
+            im = Image.fromarray(im)
+        pil.append(to_rgb(im))
+    size = model.config.input_size
+    device = next(model.parameters()).device
+    x = torch.stack([load_for_inference(im, size) for im in pil])
+    was_training = model.training
+    model.eval()
+    try:
+        probs = torch.empty(len(pil), 1, size, size)
+        for chunk in chunk_indices(len(pil), max_num):
+            probs[chunk] = model.predict(x[chunk].to(device)).float().cpu()
+    finally:
+        model.train(was_training)
+    return resize_to_original(probs, [(im.height, im.width) for im in pil])
+
+
 def predict_folder(
     model: torch.nn.Module | str | os.PathLike,
     data: str | os.PathLike | GroupDataset,

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import nbformat
+import sync_notebooks
 import yaml
 
 from dmt_core.nbrun import TIMEOUT, declared_parameters, ipc_kernel_manager, run_notebook
@@ -43,13 +45,30 @@ def series(only: list[str] | None = None) -> list[Path]:
     return books
 
 
-def strip_widget_state(nb: nbformat.NotebookNode) -> None:
-    """Drop stored widget state (GitHub cannot render notebooks that carry it)."""
+PROGRESS_BAR = re.compile(r"\d+%\||\d+\w* \[\d\d:\d\d")  # tqdm's text: "42%|" or "0step [00:00"
+
+
+def clean_outputs(nb: nbformat.NotebookNode) -> None:
+    """What a stored notebook should not carry: widget state (GitHub cannot render a
+    notebook with it) and live progress bars, whose stored text is their first frame
+    ("0%|", "0step [00:00, ?step/s]") since the widget state that held the last is gone."""
     nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = [
+            o
+            for o in cell.outputs
+            if not (
+                "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+                and PROGRESS_BAR.search(o["data"].get("text/plain", ""))
+            )
+        ]
 
 
 def execute_in_place(path: Path) -> float:
-    """Execute ``path`` with its defaults and store it with outputs; returns seconds."""
+    """Execute ``path`` with its defaults and store it with outputs and its measured
+    time (``metadata.dmt.measured_s``, shown by its metadata block); returns seconds."""
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
@@ -63,9 +82,12 @@ def execute_in_place(path: Path) -> float:
         store_widget_state=True,  # False breaks Output widgets (nbclient KeyError); stripped below
     )
     client.execute()
-    strip_widget_state(nb)
+    seconds = time.perf_counter() - t0
+    clean_outputs(nb)
+    nb.metadata.setdefault("dmt", {})["measured_s"] = round(seconds)
     nbformat.write(nb, path)
-    return time.perf_counter() - t0
+    sync_notebooks.sync(only=[path])  # the block and the README table show the new time
+    return seconds
 
 
 def execute_papermill(path: Path, out_dir: Path, params: dict[str, Any]) -> dict[str, Any]:

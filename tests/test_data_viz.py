@@ -61,3 +61,42 @@ def test_readme_figure_with_a_shipped_models_predictions(tmp_path):
 
     fig = synthetic_group_figure("test", 0, 1, max_images=4, model="tiny-synthetic")
     assert len(fig.axes) == 12 and fig.axes[8].get_ylabel() == "DMT"
+
+
+# ------------------------------------------------------------------ notebook helpers
+def test_ratio_norm_is_positive_log_and_symmetric_around_one():
+    from dmt_core.viz import ratio_norm
+
+    norm = ratio_norm(np.array([0.25, 1.0, 3.0]))
+    assert norm.vmin == pytest.approx(0.25) and norm.vmax == pytest.approx(4.0)
+    assert float(norm(1.0)) == pytest.approx(0.5)  # 1 (uniform) is the centre of the scale
+    assert float(norm(2.0)) - 0.5 == pytest.approx(0.5 - float(norm(0.5)))  # x2 as strong as /2
+    assert ratio_norm(np.array([0.99, 1.01])).vmax == pytest.approx(1.05)  # the floor
+    with pytest.raises(ValueError, match="positive"):
+        ratio_norm(np.array([0.0, -1.0]))
+
+
+def test_pipeline_figure_highlights_the_chosen_box():
+    from dmt_core.viz import PIPELINE_BOXES, plot_pipeline
+
+    fig = plot_pipeline(["r2r", "tgfr"], title="x")
+    patches = fig.axes[0].patches
+    boxes = [p for p in patches if type(p).__name__ == "FancyBboxPatch"]
+    assert len(boxes) == len(PIPELINE_BOXES)
+    lit = [b for (name, *_), b in zip(PIPELINE_BOXES, boxes, strict=True) if b.get_linewidth() > 1]
+    assert {PIPELINE_BOXES[boxes.index(b)][0] for b in lit} == {"r2r", "tgfr"}
+    with pytest.raises(ValueError, match="unknown"):
+        plot_pipeline("attention")
+
+
+def test_notebook_style_sets_the_dpi_outside_ipython():
+    import matplotlib as mpl
+
+    from dmt_core.viz import notebook_style
+
+    old = mpl.rcParams["figure.dpi"]
+    try:
+        notebook_style(dpi=61)
+        assert mpl.rcParams["figure.dpi"] == 61
+    finally:
+        mpl.rcParams["figure.dpi"] = old

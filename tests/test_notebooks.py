@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import nbformat
@@ -26,8 +27,13 @@ EXPECTED = [
     "06_training",
     "07_evaluation",
     "08_attention_analysis",
+    "09_ablation",
 ]
-COLAB = "https://colab.research.google.com/github/dmt-tutorial/dmt-tutorial/blob/main/notebooks/"
+sys.path.insert(0, str(NOTEBOOKS))
+import run_series  # noqa: E402
+import sync_notebooks  # noqa: E402
+
+COLAB = sync_notebooks.badge(sync_notebooks.repository_url(), "").split("](", 1)[1].rstrip(")")
 
 
 def test_the_series_is_complete():
@@ -41,7 +47,7 @@ def test_notebook_conventions(path):
     first = cells[0].source
     assert cells[0].cell_type == "markdown" and first.startswith(f"# {path.stem[:2]} · ")
     assert f"({COLAB}{path.name})" in first, "Colab badge must link to this notebook"
-    assert "What you will learn" in first and "Runs in" in first
+    assert "What you will learn" in first and sync_notebooks.BLOCK_START in first
     # the Colab-only setup cell, before any other code
     code = [c for c in cells if c.cell_type == "code"]
     assert '"google.colab" in sys.modules' in code[0].source
@@ -56,14 +62,17 @@ def test_notebook_conventions(path):
     # stored executed, with outputs and counts, without widget state
     assert all(c.execution_count is not None for c in code), "store notebooks executed"
     assert "widgets" not in nb.metadata
+    assert all(c.get("id") for c in cells), "every cell needs an id (sync_notebooks.py adds them)"
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
-    assert any("image/png" in o.get("data", {}) for c in code for o in c.outputs)
+    assert any(k.startswith("image/") for c in code for o in c.outputs for k in o.get("data", {}))
     # deterministic cells are compared by nbval: the marker must be a line of its own
     checked = [c for c in code if "# NBVAL_CHECK_OUTPUT" in c.source.splitlines()]
     assert len(checked) >= 1
-    # ends with a summary and exercises
-    tail = "\n".join(c.source for c in cells[-3:] if c.cell_type == "markdown")
-    assert "## Summary" in tail and "## Exercises" in tail
+    # a summary, then exercises, then the references (written by sync_notebooks.py)
+    md = [c.source for c in cells if c.cell_type == "markdown"]
+    summary = next(i for i, t in enumerate(md) if re.search(r"^## Summary$", t, re.M))
+    exercises = next(i for i, t in enumerate(md) if re.search(r"^## Exercises$", t, re.M))
+    assert summary <= exercises < len(md) - 1 and md[-1].startswith("## References")
 
 
 def test_training_notebook_runs_with_papermill_parameters(tmp_path):
@@ -125,6 +134,36 @@ def test_the_series_runner_starts_kernels_without_the_tcp_warning(tmp_path):
     assert not list((tmp_path / "kernel_cwd").iterdir())  # no socket files left in the folder
 
 
+def test_make_installs_the_cpu_build_of_torch_without_an_nvidia_gpu(tmp_path):
+    """No nvidia-smi on PATH: the CPU wheel index (with the default index as fallback);
+    with one: the default index only (the CUDA build)."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    root = NOTEBOOKS.parent
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    plain_path = ":".join(
+        p for p in os.environ["PATH"].split(":") if not Path(p, "nvidia-smi").exists()
+    )
+    runs = {}
+    for name, path in (("cpu", plain_path), ("gpu", f"{fake}:{plain_path}")):
+        env = {**os.environ, "PATH": path, "VENV": str(tmp_path / "venv")}
+        res = subprocess.run(
+            ["make", "-n", "venv"], cwd=root, capture_output=True, text=True, env=env
+        )
+        assert res.returncode == 0, res.stderr
+        runs[name] = res.stdout
+    assert "--index-url https://download.pytorch.org/whl/cpu" in runs["cpu"]
+    assert "is not reachable; installing torch from the default index" in runs["cpu"]
+    assert "--index-url https://" not in runs["gpu"] and '[ -n "" ]' in runs["gpu"]
+
+
 def test_make_lab_allows_root_only_for_root():
     """Jupyter refuses to start as root without --allow-root (most containers run as root)."""
     import os
@@ -138,3 +177,99 @@ def test_make_lab_allows_root_only_for_root():
     lab = [line for line in res.stdout.splitlines() if "jupyter lab" in line]
     assert lab, res.stdout
     assert ("--allow-root" in lab[-1]) == (os.geteuid() == 0)
+
+
+# ---------------------------------------------------------------- stored-output hygiene
+STORED_LIMIT = 6_000_000  # bytes, the whole series as committed
+FIGURE_CALL = re.compile(
+    r"^(\w+(, \w+)* = )?(plt\.subplots|plt\.subplot_mosaic|plt\.figure|plot_group|sns\.\w*plot"
+    r"|sns\.clustermap|sns\.heatmap)\(",
+    re.M,
+)
+
+
+def _texts(output) -> str:
+    if "text" in output:
+        return "".join(output["text"])
+    return "".join(output.get("data", {}).get("text/plain", ""))
+
+
+def test_the_stored_series_is_small():
+    sizes = {p.name: p.stat().st_size for p in BOOKS}
+    assert sum(sizes.values()) <= STORED_LIMIT, sizes
+
+
+def test_the_repository_url_badges_metadata_and_readme_table_agree_with_their_sources():
+    """One URL (pyproject's [project.urls]) for every badge and clone cell; each notebook's
+    metadata block and the README table written from metadata.dmt."""
+    assert sync_notebooks.sync(check=True) == []
+
+
+@pytest.mark.parametrize("path", BOOKS, ids=lambda p: p.stem)
+def test_stored_outputs_are_clean(path):
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        images = [o for o in cell.outputs if any(k.startswith("image/") for k in o.get("data", {}))]
+        for o in cell.outputs:
+            text = _texts(o)
+            data = o.get("data", {})
+            # a stray return value: Text(...) of a suptitle, the int of write_text, ...
+            assert not (o.output_type == "execute_result" and set(data) == {"text/plain"}), (
+                f"cell {i} stores the return value {text[:60]!r}: assign it or end with ;"
+            )
+            has_image = any(k.startswith("image/") for k in data)
+            assert has_image or "<Figure size" not in text, f"cell {i}: a figure stored as its repr"
+            # a progress bar frozen at its first frame (the live widget is gone)
+            frozen = "application/vnd.jupyter.widget-view+json" in data or o.output_type == "stream"
+            assert not (frozen and run_series.PROGRESS_BAR.search(text)), (
+                f"cell {i} stores a progress bar: {text[:60]!r}"
+            )
+        if FIGURE_CALL.search(cell.source) and "NBVAL_IGNORE_OUTPUT" not in cell.source:
+            assert images, f"cell {i} draws a figure but stores no image"
+
+
+@pytest.mark.parametrize("path", BOOKS, ids=lambda p: p.stem)
+def test_ratio_colour_scales_do_not_go_below_zero(path):
+    """A ratio to uniform is >= 0: a diverging scale centred at 1 must be logarithmic
+    (viz.ratio_norm or log2), not 1 - spread .. 1 + spread."""
+    for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
+        src = cell.source
+        if cell.cell_type == "code" and "uniform" in src and "RdBu_r" in src:
+            assert "ratio_norm(" in src or "log2(" in src or "vmin=0," in src, f"cell {i}"
+            assert "1 - spread" not in src and "2 - vmax" not in src, f"cell {i}"
+
+
+def test_the_runner_drops_live_progress_bars_and_widget_state():
+    bar = nbformat.v4.new_output(
+        "display_data",
+        data={"application/vnd.jupyter.widget-view+json": {"model_id": "x"},
+              "text/plain": "predict:   0%|          | 0/181 [00:00<?, ?img/s]"},
+    )  # fmt: skip
+    widget = nbformat.v4.new_output(
+        "display_data",
+        data={"application/vnd.jupyter.widget-view+json": {"model_id": "y"},
+              "text/plain": "interactive(children=(Dropdown(...),))"},
+    )  # fmt: skip
+    cell = nbformat.v4.new_code_cell("x", outputs=[bar, widget])
+    nb = nbformat.v4.new_notebook(cells=[cell], metadata={"widgets": {"state": {}}})
+    run_series.clean_outputs(nb)
+    assert nb.cells[0].outputs == [widget] and "widgets" not in nb.metadata
+
+
+@pytest.mark.parametrize("path", BOOKS, ids=lambda p: p.stem)
+def test_exercise_solutions_are_collapsed_run_and_checked(path):
+    """An exercise with a solution: an answer cell (answer_k = None), then a collapsed
+    solution cell that calls check(...) and was run (its output says so)."""
+    cells = nbformat.read(path, as_version=4).cells
+    for i, cell in enumerate(cells):
+        if "solution" not in cell.metadata.get("tags", []):
+            continue
+        hidden = cell.metadata.get("jupyter", {})
+        assert hidden.get("source_hidden") and hidden.get("outputs_hidden"), f"cell {i}"
+        answer = cells[i - 1].source
+        m = re.match(r"(answer_\d+) = None", answer)
+        assert m and "check(" in cell.source and m.group(1) in cell.source, f"cell {i}"
+        text = "".join(_texts(o) for o in cell.outputs)
+        assert re.search(r"exercise \d+: (no answer yet|correct|not quite)", text), f"cell {i}"

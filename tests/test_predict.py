@@ -243,3 +243,34 @@ def test_predict_and_train_take_the_same_amp_choices():
             assert parser.parse_args([*cmd, "--amp", mode]).amp == mode
         with pytest.raises(SystemExit):
             parser.parse_args([*cmd, "--amp", "fp8"])
+
+
+# ------------------------------------------------------------ bring your own group
+def test_predict_images_matches_predict_folder_at_the_original_sizes(tmp_path):
+    """predict_images (00's "your own group") gives what predict_folder writes, from files,
+    PIL images or arrays, and chunks a large group as the official test script does."""
+    root = write_groups(tmp_path / "data", {"g": 5}, masks=False)
+    files = P.image_files(root / "g")
+    model = tiny_model()
+    maps = P.predict_images(model, files, max_num=3)
+    assert [m.shape for m in maps] == [(h, w) for w, h in (SIZES * 2)[:5]]
+    P.predict_folder(model, root, tmp_path / "pred", max_num=3, progress=False)
+    for f, m in zip(files, maps, strict=True):
+        written = np.asarray(Image.open(tmp_path / "pred" / "g" / f"{f.stem}.png"))
+        assert np.abs(to_uint8(m).astype(int) - written).max() <= 1
+    arrays = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    again = P.predict_images(model, arrays, max_num=3)
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(maps, again, strict=True))
+
+
+def test_predict_images_and_image_files_name_what_is_wrong(tmp_path):
+    model = tiny_model()
+    with pytest.raises(ValueError, match="empty"):
+        P.predict_images(model, [])
+    with pytest.raises(ValueError, match="uint8"):
+        P.predict_images(model, [np.zeros((8, 8), np.float32)])
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        P.image_files(tmp_path / "nowhere")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="no image file.*notes.txt"):
+        P.image_files(tmp_path)
