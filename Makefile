@@ -8,18 +8,21 @@ STAMP  := $(VENV)/.dmt-installed
 # default build's 3 GB of CUDA libraries), else from the default index, with a note.
 TORCH_SPEC ?= torch torchvision
 TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
+# torch and torchvision built for each other (a CPU torch with a CUDA torchvision fails here)
+TORCH_WORKS := import torch, torchvision; torchvision.ops.nms(torch.zeros(1, 4), torch.zeros(1), 0.5)
 PYTEST_ARGS ?=
 
 .PHONY: venv tutorial ablation notebooks demo test lint bench lab clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	if ! $(PY) -c "import torch, torchvision" 2>/dev/null; then \
+	if ! $(PY) -c "$(TORCH_WORKS)" 2>/dev/null; then \
 	  if [ -n "$(TORCH_INDEX)" ] && $(PY) -m pip install --quiet --retries 0 --timeout 15 \
-	      --index-url $(TORCH_INDEX) $(TORCH_SPEC) 2>/dev/null; then \
+	      --index-url $(TORCH_INDEX) $(TORCH_SPEC) 2>/dev/null && $(PY) -c "$(TORCH_WORKS)" 2>/dev/null; then \
 	    echo "installed the CPU build of torch from $(TORCH_INDEX)"; \
 	  else \
-	    [ -z "$(TORCH_INDEX)" ] || echo "note: $(TORCH_INDEX) is not reachable; installing torch from the default index (its CUDA build is about 3 GB larger)"; \
+	    [ -z "$(TORCH_INDEX)" ] || { echo "note: no working CPU build of torch from $(TORCH_INDEX); installing torch from the default index (its CUDA build is about 3 GB larger)"; \
+	      $(PY) -m pip uninstall --quiet -y torch torchvision 2>/dev/null; }; \
 	    $(PY) -m pip install --quiet $(TORCH_SPEC); \
 	  fi; \
 	fi
