@@ -34,9 +34,15 @@ venv: $(STAMP)
 LINTED := dmt_core tests benchmarks notebooks
 
 ## the main job: the whole notebook series on the built-in synthetic data (papermill,
-## CPU, ~8 min) -> runs/tutorial/ (executed notebooks, summary.md, summary.json)
+## CPU) -> runs/tutorial/ (executed notebooks, summary.md, summary.json); 09's
+## ablation runs two variants for 200 steps each here (the full sweep: make ablation)
+TUTORIAL_ABLATION ?= -p variants full,no_r2r -p budget "200 steps"
 tutorial: $(STAMP)
-	$(PY) notebooks/run_series.py --out runs/tutorial
+	$(PY) notebooks/run_series.py --out runs/tutorial $(TUTORIAL_ABLATION)
+
+## 09's default sweep (seven variants, 1,200 steps each, ~53 min on 2 cores) -> runs/ablation/
+ablation: $(STAMP)
+	$(PY) notebooks/run_series.py --out runs/ablation --only 09
 
 ## re-execute the notebooks in place and store their outputs (what GitHub shows)
 notebooks: $(STAMP)

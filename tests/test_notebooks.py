@@ -165,6 +165,22 @@ def test_make_installs_the_cpu_build_of_torch_without_an_nvidia_gpu(tmp_path):
     assert "--index-url https://" not in runs["gpu"] and '[ -n "" ]' in runs["gpu"]
 
 
+def test_make_tutorial_runs_a_short_ablation():
+    """The tutorial stays minutes long: 09 runs two variants for a few hundred steps
+    there, not its hour-long default sweep (make ablation)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    res = subprocess.run(
+        ["make", "-n", "tutorial"], cwd=NOTEBOOKS.parent, capture_output=True, text=True
+    )
+    cmd = res.stdout.strip().splitlines()[-1]
+    assert "run_series.py --out runs/tutorial" in cmd
+    assert "-p variants full,no_r2r" in cmd and '-p budget "200 steps"' in cmd
+
+
 def test_make_lab_allows_root_only_for_root():
     """Jupyter refuses to start as root without --allow-root (most containers run as root)."""
     import os
