@@ -173,10 +173,11 @@ def test_make_tutorial_runs_a_short_ablation():
 
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    res = subprocess.run(
-        ["make", "-n", "tutorial"], cwd=NOTEBOOKS.parent, capture_output=True, text=True
-    )
-    cmd = res.stdout.strip().splitlines()[-1]
+    res = subprocess.run(  # under make test, make prints "make[1]: Entering directory" lines
+        ["make", "-n", "--no-print-directory", "tutorial"],
+        cwd=NOTEBOOKS.parent, capture_output=True, text=True,
+    )  # fmt: skip
+    cmd = next(line for line in res.stdout.splitlines() if "run_series.py" in line)
     assert "run_series.py --out runs/tutorial" in cmd
     assert "-p variants full,no_r2r" in cmd and '-p budget "200 steps"' in cmd
 
