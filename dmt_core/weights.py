@@ -117,6 +117,21 @@ def list_weights(kind: str | None = None) -> list[str]:
     return [n for n, w in WEIGHTS.items() if kind is None or w.kind == kind]
 
 
+def is_present(name: str) -> bool:
+    """Whether the file of registered entry ``name`` is on this machine (torchvision's
+    in its hub cache, the others in :func:`weights_dir`)."""
+    w = _entry(name)
+    if w.source == "torchvision":
+        return (Path(torch.hub.get_dir()) / "checkpoints" / w.filename).is_file()
+    return (weights_dir() / w.filename).is_file()
+
+
+def present_models() -> list[str]:
+    """The registered models whose files are here (shipped ones, and ``dmt-official``
+    once ``dmt convert-official`` has written it)."""
+    return [n for n in list_weights("model") if is_present(n)]
+
+
 def weights_dir() -> Path:
     """The folder of shipped and local files (``$DMT_PRETRAINED_DIR`` or the repo's)."""
     env = os.environ.get(ENV_DIR)
@@ -351,8 +366,7 @@ def describe_config(config: DMTConfig) -> str:
 def _cmd_weights(args: Any) -> int:
     for n, w in WEIGHTS.items():
         where = "torchvision" if w.source == "torchvision" else str(weights_dir() / w.filename)
-        have = weights_path(n).is_file() if w.source == "torchvision" else Path(where).is_file()
-        print(f"{n:28} {w.kind:8} {'present' if have else 'missing':8} {where}")
+        print(f"{n:28} {w.kind:8} {'present' if is_present(n) else 'missing':8} {where}")
         if args.verbose:
             print(f"{'':28} {w.description}")
     return 0

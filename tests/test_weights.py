@@ -204,3 +204,13 @@ def test_create_model_takes_a_registered_encoder_by_name():
     assert torch.equal(by_name.encoder.conv3_1.weight, default.encoder.conv3_1.weight)
     fresh = create_model(DMTConfig.tiny())
     assert not torch.equal(fresh.encoder.conv3_1.weight, default.encoder.conv3_1.weight)
+
+
+def test_present_models_lists_what_is_on_disk(tmp_path, monkeypatch):
+    from dmt_core.weights import ENV_DIR, SHIPPED_MODELS, WEIGHTS, is_present, present_models
+
+    assert set(SHIPPED_MODELS) <= set(present_models()) and "dmt-official" not in present_models()
+    monkeypatch.setenv(ENV_DIR, str(tmp_path))
+    assert present_models() == [] and not is_present("tiny-synthetic")
+    (tmp_path / WEIGHTS["dmt-official"].filename).write_bytes(b"x")
+    assert present_models() == ["dmt-official"] and is_present("dmt-official")
