@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 
 import torch
 import torchvision
@@ -116,8 +117,11 @@ def vgg_ratio(reps: int, group: int = 4, size: int = 256) -> None:
     print("official implementation (issue #2, same machine): 5.3x; target <= 4.8x\n")
 
 
-def bench_args(doc: str, quick_help: str, reps: int, child_fn) -> argparse.Namespace | None:
-    """Parse the shared options; in a ``--child`` process run ``child_fn`` and return None."""
+def bench_args(
+    doc: str, quick_help: str, reps: int, child_fn, extra: Sequence[tuple[str, dict]] = ()
+) -> argparse.Namespace | None:
+    """Parse the shared options (and ``extra`` (flag, add_argument kwargs) ones); in a
+    ``--child`` process run ``child_fn`` and return None."""
     ap = argparse.ArgumentParser(
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -126,6 +130,8 @@ def bench_args(doc: str, quick_help: str, reps: int, child_fn) -> argparse.Names
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--presets", nargs="+", default=["tiny", "paper"], choices=["tiny", "paper"])
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    for flag, kwargs in extra:
+        ap.add_argument(flag, **kwargs)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if not args.child:

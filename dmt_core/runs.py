@@ -154,6 +154,8 @@ def load_optimizer_state(
     options (a new ``--lr``, say) replace them, so the new rate is the one applied.
     """
     fresh = [(g.get("name"), g["initial_lr"]) for g in optimizer.param_groups]
+    # the fused kernel is this process's choice (runtime.adam), not the checkpoint's
+    fused = [g.get("fused") for g in optimizer.param_groups]
     names = [g.get("name") for g in state.get("param_groups", [])]
     if len(names) != len(fresh):
         raise ValueError(
@@ -162,5 +164,11 @@ def load_optimizer_state(
             "(--module-lr-scale 1 or not) cannot change on --resume"
         )
     optimizer.load_state_dict(state)
-    for g, (_, lr) in zip(optimizer.param_groups, fresh, strict=True):
+    for g, (_, lr), f in zip(optimizer.param_groups, fresh, fused, strict=True):
         g["initial_lr"] = lr
+        if "fused" in g:
+            g["fused"] = f
+        for p in g["params"] if f else ():  # the fused kernel wants its step on the device
+            st = optimizer.state.get(p, {})
+            if torch.is_tensor(st.get("step")):
+                st["step"] = st["step"].to(p.device, torch.float32)

@@ -1,9 +1,13 @@
-"""Where and in which precision to run (device selection, the autocast dtype), and the
-code version a result was produced with (:func:`git_commit`)."""
+"""Where and in which precision to run (device selection, the autocast dtype), how the
+CPU allocator treats freed memory (:func:`retain_freed_memory`), and the code version a
+result was produced with (:func:`git_commit`)."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -56,6 +60,43 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return None
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) or amp_dtype(device)
+
+
+#: glibc ``mallopt`` parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+
+
+def retain_freed_memory() -> bool:
+    """Let the C allocator keep freed memory for reuse instead of handing it back (glibc).
+
+    PyTorch's CPU tensors come from ``malloc``. glibc serves every block of 32 MB or more
+    (a 4 x 256 x 128 x 128 activation is 64 MB) with a fresh ``mmap`` and unmaps it on
+    free, so each training step page-faults all its large activations and gradients in
+    again: about 7 % of a paper-preset step on a 2-core CPU (``benchmarks/bench_train.py``).
+    This turns ``mmap`` off for malloc and the heap trim off, so the freed blocks stay
+    mapped; the resident memory then stays at the run's peak. Process-wide and not
+    reversible; call it in processes that train on the CPU. Returns False (and changes
+    nothing) where the C library is not glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and others have no mallopt
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def adam(params: list[dict], **kwargs) -> torch.optim.Adam:
+    """``torch.optim.Adam`` in its fused form (one kernel for all tensors, about 4 % of a
+    paper-preset CPU step) where this PyTorch has it for the parameters' device (CPU from
+    2.4, CUDA from 2.0), else the default form. Same update either way."""
+    try:
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    except (RuntimeError, ValueError):
+        return torch.optim.Adam(params, **kwargs)
 
 
 def git_commit(repo: Path) -> str:

@@ -65,7 +65,15 @@ from .runs import (
     truncate_log,
     write_options,
 )
-from .runtime import AMP_MODES, DEVICES, autocast_dtype, git_commit, select_device
+from .runtime import (
+    AMP_MODES,
+    DEVICES,
+    adam,
+    autocast_dtype,
+    git_commit,
+    retain_freed_memory,
+    select_device,
+)
 from .weights import create_model
 
 #: preset -> default training options (the paper's; the tiny preset learns from scratch)
@@ -164,6 +172,11 @@ class TrainOptions:
     )
     amp: str = _opt(
         "auto", "mixed precision (auto: on GPUs only)", choices=("auto", "off", "bf16", "fp16")
+    )
+    compile: bool = _opt(
+        False,
+        "compile the model with torch.compile (minutes at the first step; on a 2-core CPU "
+        "the compiled paper step was slower than eager, see the README)",
     )
     seed: int = _opt(0, "seed of the model init, the group stream and the augmentation")
     workers: int | None = _opt(None, "loader processes (default 0 on CPU, 4 on GPU)")
@@ -642,7 +655,9 @@ def _setup_process(opts: TrainOptions, local_rank: int, world: int) -> torch.dev
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    elif world > 1:
+    else:  # large activations stay mapped between steps (runtime.retain_freed_memory)
+        retain_freed_memory()
+    if device.type != "cuda" and world > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     return device
 
@@ -690,7 +705,7 @@ def _build(
     torch.manual_seed(opts.seed)
     pretrained = cfg.pretrained_backbone if opts.pretrained is None else opts.pretrained
     model = create_model(cfg, pretrained=bool(pretrained) and ckpt is None).to(device)
-    optimizer = torch.optim.Adam(
+    optimizer = adam(
         model.param_groups(opts.lr, opts.backbone_lr_scale, opts.module_lr_scale),
         betas=(0.9, 0.99),
         eps=1e-8,
@@ -714,6 +729,8 @@ def _build(
         r.net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
+    if opts.compile:  # checkpoints keep saving r.model, the module itself
+        r.net = torch.compile(r.net)
     return r
 
 

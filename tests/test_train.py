@@ -297,3 +297,67 @@ def test_the_progress_bar_has_a_total(synth, tmp_path):
     by_time.close()
     summary = train(_opts(synth, tmp_path / "c", steps=None, time_budget=3.0, quiet=True))
     assert summary["finished"] and summary["steps"] >= 1
+
+
+def test_the_optimizer_is_fused_adam_and_resumes_from_a_per_tensor_adam_state(synth, tmp_path):
+    """dmt train takes Adam's fused kernel (runtime.adam); a run written by the per-tensor
+    Adam of earlier releases resumes into it with its moments and step counts intact."""
+    from dmt_core.runs import load_optimizer_state
+    from dmt_core.runtime import adam
+
+    run = tmp_path / "run"
+    train(_opts(synth, run, steps=2))
+    ckpt = load_checkpoint(run / "final.pt")
+    assert all(g["fused"] for g in ckpt["optimizer"]["param_groups"])
+    p = torch.nn.Parameter(torch.ones(4))
+    old = torch.optim.Adam([{"params": [p], "name": "all", "initial_lr": 1e-3}], lr=1e-3)
+    p.grad = torch.full((4,), 0.5)
+    old.step()
+    fused = adam([{"params": [p], "name": "all", "initial_lr": 1e-3}], lr=1e-3)
+    load_optimizer_state(fused, old.state_dict(), "test")
+    assert fused.param_groups[0]["fused"] is True
+    state = fused.state[p]
+    assert state["step"].item() == 1 and state["step"].dtype == torch.float32
+    torch.testing.assert_close(state["exp_avg"], torch.full((4,), 0.05))
+    fused.step()  # the fused kernel accepts the loaded state
+    assert fused.state[p]["step"].item() == 2
+
+
+def test_compile_wraps_the_step_and_checkpoints_keep_plain_keys(synth, tmp_path, monkeypatch):
+    compiled = []
+
+    def fake_compile(module, **kw):  # torch.compile takes minutes on a CPU: record the call
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    retained = []
+    monkeypatch.setattr("dmt_core.train.retain_freed_memory", lambda: retained.append(1))
+    run = tmp_path / "run"
+    train(_opts(synth, run, steps=2, compile=True))
+    assert len(compiled) == 1 and isinstance(compiled[0], torch.nn.Module)
+    keys = load_checkpoint(run / "final.pt")["model"].keys()
+    assert not any(k.startswith("_orig_mod") for k in keys)
+    assert json.loads((run / "options.json").read_text())["compile"] is True
+    train(_opts(synth, tmp_path / "plain", steps=1))
+    assert len(compiled) == 1  # off by default
+    assert len(retained) == 2  # each CPU run keeps its freed activations mapped
+
+
+def test_training_on_the_cpu_keeps_freed_activations_mapped(tmp_path):
+    """runtime.retain_freed_memory (called by dmt train on a CPU): a freed 256 MB block
+    stays resident for the next step instead of going back to the OS (fresh process)."""
+    code = (
+        "import sys, torch\n"
+        "from dmt_core.runtime import retain_freed_memory\n"
+        "def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096 / 2**20\n"
+        "if sys.argv[1] == 'on': assert retain_freed_memory()\n"
+        "before = rss(); x = torch.ones(64, 2**20); del x\n"
+        "print(rss() - before)\n"
+    )
+    kept = {
+        mode: float(subprocess.run([sys.executable, "-c", code, mode], check=True,
+                                   capture_output=True, text=True).stdout.split()[-1])
+        for mode in ("off", "on")
+    }  # fmt: skip
+    assert kept["off"] < 64 and kept["on"] > 200, kept

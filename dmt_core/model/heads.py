@@ -3,7 +3,7 @@
 A token t becomes a map over a feature F by a dot product with a transformed token:
 
     h(t)      = LN_b(W2 relu(W1 LN_a(t) + b1) + b2)
-    map[x, y] = <h(t), F[:, x, y]> / sqrt(C)
+    map[x, y] = <h(t), F[:, x, y]> / sqrt(C)      # a batched matmul over C
 
 F is not normalised; each image's tokens are dotted with that image's features.
 """
@@ -30,5 +30,14 @@ class TokenHead(nn.Module):
         trunc_normal_init(self)
 
     def forward(self, tokens: Tensor, features: Tensor) -> Tensor:
-        h = self.norm2(self.linear2(F.relu(self.linear1(self.norm1(tokens)))))
-        return torch.einsum("ntc,nchw->nthw", h * self.scale, features)
+        h = self.norm2(self.linear2(F.relu(self.linear1(self.norm1(tokens))))) * self.scale
+        n, c, height, width = features.shape
+        if features.is_contiguous(memory_format=torch.channels_last):
+            # (N, hw, C) is a free view of a channels-last map, and the gradient of the
+            # product comes back channels-last too; einsum's backward hands the feature a
+            # contiguous gradient, which made the ReLU, BN and conv backward of the
+            # full-resolution stage run on mixed layouts (about 10 % of a paper step)
+            flat = features.permute(0, 2, 3, 1).reshape(n, height * width, c)
+            out = torch.bmm(flat, h.transpose(1, 2))  # (N, hw, T)
+            return out.view(n, height, width, -1).permute(0, 3, 1, 2)
+        return torch.einsum("ntc,nchw->nthw", h, features)

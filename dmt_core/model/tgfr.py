@@ -77,8 +77,9 @@ class PrototypeFusion(nn.Module):
         w = conv.weight[:, :, 0, 0]
         w_feat, w_proto = w[:, : self.dim, None, None], w[:, self.dim :]
         if self.training or bn.use_group_stats:
-            x = F.conv2d(features, w_feat) + (proto @ w_proto.t())[:, :, None, None]
-            return F.relu(bn(x))
+            # neither the conv's nor the BN's output is needed by their backward: in place
+            x = F.conv2d(features, w_feat).add_((proto @ w_proto.t())[:, :, None, None])
+            return F.relu_(bn(x))
         # eval: BN folded into the conv; the prototype term becomes a per-image bias
         scale, shift = bn_scale_shift(bn)
         x = F.conv2d(features, w_feat * scale.view(-1, 1, 1, 1))
