@@ -90,7 +90,7 @@ def retain_freed_memory() -> bool:
 
 
 def adam(params: list[dict], **kwargs) -> torch.optim.Adam:
-    """``torch.optim.Adam`` in its fused form (one kernel for all tensors, about 4 % of a
+    """``torch.optim.Adam`` in its fused form (one kernel for all tensors, 2-3 % of a
     paper-preset CPU step) where this PyTorch has it for the parameters' device (CPU from
     2.4, CUDA from 2.0), else the default form. Same update either way."""
     try:

@@ -655,10 +655,10 @@ def _setup_process(opts: TrainOptions, local_rank: int, world: int) -> torch.dev
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    else:  # large activations stay mapped between steps (runtime.retain_freed_memory)
-        retain_freed_memory()
-    if device.type != "cuda" and world > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    else:
+        retain_freed_memory()  # large activations stay mapped between steps
+        if world > 1:
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     return device
 
 
