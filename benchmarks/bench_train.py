@@ -33,6 +33,7 @@ import torchvision
 from bench_inference import PeakRSS, bench_args
 
 from dmt_core import DMT, DMTConfig
+from dmt_core.model import heads
 from dmt_core.model.heads import TokenHead
 from dmt_core.runtime import adam, retain_freed_memory
 from dmt_core.train import train_step
@@ -44,6 +45,8 @@ FORMATS = ("channels_last", "contiguous")
 LEVERS = {
     "head-layout": "token heads as a matmul on the channels-last map (the gradient stays "
     "channels-last); off: einsum, whose backward hands the map a contiguous gradient",
+    "token-grad": "the token gradient of that matmul as grad^T @ map (heads._MapProduct); "
+    "off: autograd's bmm backward, map^T @ grad on two transposed views",
     "fused-adam": "Adam's fused kernel; off: the per-tensor loop (PyTorch's CPU default)",
     "retain-memory": "freed activations stay mapped; off: glibc's mmap/munmap per block",
     "sdpa": "R2R attention through scaled_dot_product_attention; off: explicit softmax",
@@ -56,12 +59,22 @@ def _einsum_head(self: TokenHead, tokens: torch.Tensor, features: torch.Tensor) 
     return torch.einsum("ntc,nchw->nthw", h, features)
 
 
+class _BmmProduct:
+    """The token map product with autograd's own bmm backward (for ``token-grad`` off)."""
+
+    @staticmethod
+    def apply(flat: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(flat, h.transpose(1, 2))
+
+
 def one_config(preset: str, group: int, size: int, reps: int) -> dict:
     off = set(filter(None, os.environ.get("DMT_BENCH_OFF", "").split(",")))
     if "retain-memory" not in off:
         retain_freed_memory()
     if "head-layout" in off:
         TokenHead.forward = _einsum_head
+    if "token-grad" in off:
+        heads._MapProduct = _BmmProduct  # type: ignore[misc]
     torch.manual_seed(0)
     channels_last = os.environ.get("DMT_BENCH_FORMAT", "channels_last") == "channels_last"
     model = DMT(DMTConfig.preset(preset), channels_last=channels_last).train()

@@ -72,7 +72,7 @@ def retain_freed_memory() -> bool:
     PyTorch's CPU tensors come from ``malloc``. glibc serves every block of 32 MB or more
     (a 4 x 256 x 128 x 128 activation is 64 MB) with a fresh ``mmap`` and unmaps it on
     free, so each training step page-faults all its large activations and gradients in
-    again: about 7 % of a paper-preset step on a 2-core CPU (``benchmarks/bench_train.py``).
+    again: 7-14 % of a paper-preset step on a 2-core CPU (``benchmarks/bench_train.py``).
     This turns ``mmap`` off for malloc and the heap trim off, so the freed blocks stay
     mapped; the resident memory then stays at the run's peak. Process-wide and not
     reversible; call it in processes that train on the CPU. Returns False (and changes
@@ -90,7 +90,7 @@ def retain_freed_memory() -> bool:
 
 
 def adam(params: list[dict], **kwargs) -> torch.optim.Adam:
-    """``torch.optim.Adam`` in its fused form (one kernel for all tensors, 2-3 % of a
+    """``torch.optim.Adam`` in its fused form (one kernel for all tensors, 1-3 % of a
     paper-preset CPU step) where this PyTorch has it for the parameters' device (CPU from
     2.4, CUDA from 2.0), else the default form. Same update either way."""
     try:

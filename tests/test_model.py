@@ -167,6 +167,27 @@ def test_token_head_on_a_channels_last_map_is_the_einsum_and_keeps_its_gradient_
     assert got[1].is_contiguous(memory_format=torch.channels_last)
 
 
+def test_the_token_map_product_has_bmms_gradients_in_float64_and_under_autocast():
+    from dmt_core.model.heads import _MapProduct
+
+    g = torch.Generator().manual_seed(0)
+    flat = torch.randn(2, 12, 5, dtype=torch.float64, generator=g).requires_grad_()
+    h = torch.randn(2, 3, 5, dtype=torch.float64, generator=g).requires_grad_()
+    assert torch.autograd.gradcheck(_MapProduct.apply, (flat, h))
+    # under autocast (bfloat16 on a CPU) the product computes in bfloat16, like bmm, and
+    # hands each input a gradient of its own dtype
+    flat32, h32 = (t.detach().float().requires_grad_() for t in (flat, h))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = _MapProduct.apply(flat32, h32)
+        ref = torch.bmm(flat32, h32.transpose(1, 2))
+    assert out.dtype == ref.dtype == torch.bfloat16
+    got = torch.autograd.grad(out.float().sum(), (flat32, h32))
+    want = torch.autograd.grad(ref.float().sum(), (flat32, h32))
+    for a, b in zip(got, want, strict=True):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
+
+
 def test_channels_last_training_step_has_the_contiguous_gradients():
     """The channels-last path (token heads as a matmul on the channels-last map, in-place
     TGFR ops, BN and ReLU on matching layouts) computes the gradients of the plain one.
