@@ -277,17 +277,27 @@ def test_the_runner_drops_live_progress_bars_and_widget_state():
 
 
 @pytest.mark.parametrize("path", BOOKS, ids=lambda p: p.stem)
-def test_exercise_solutions_are_collapsed_run_and_checked(path):
-    """An exercise with a solution: an answer cell (answer_k = None), then a collapsed
-    solution cell that calls check(...) and was run (its output says so)."""
+def test_exercises_have_collapsed_checked_solutions_that_ran(path):
+    """Every notebook ends with exercises: "**k.**" questions (k = 1, 2, ...; at least two),
+    each followed by an answer cell (``answer_k = None``) and a collapsed solution cell that
+    calls ``check("exercise k", answer_k, ...)`` and was run (its output says so)."""
     cells = nbformat.read(path, as_version=4).cells
-    for i, cell in enumerate(cells):
-        if "solution" not in cell.metadata.get("tags", []):
-            continue
-        hidden = cell.metadata.get("jupyter", {})
-        assert hidden.get("source_hidden") and hidden.get("outputs_hidden"), f"cell {i}"
-        answer = cells[i - 1].source
-        m = re.match(r"(answer_\d+) = None", answer)
-        assert m and "check(" in cell.source and m.group(1) in cell.source, f"cell {i}"
-        text = "".join(_texts(o) for o in cell.outputs)
-        assert re.search(r"exercise \d+: (no answer yet|correct|not quite)", text), f"cell {i}"
+    heads = [i for i, c in enumerate(cells) if c.source.startswith("## Exercises")]
+    assert len(heads) == 1, "one '## Exercises' cell"
+    ends = [i for i, c in enumerate(cells) if c.source.startswith("## References")]
+    section = cells[heads[0] + 1 : ends[0] if ends else len(cells)]
+    questions = [i for i, c in enumerate(section) if c.cell_type == "markdown"]
+    assert len(questions) >= 2 and len(section) == 3 * len(questions), "question, answer, solution"
+    for k, i in enumerate(questions, start=1):
+        question, answer, solution = section[i : i + 3]
+        assert question.source.startswith(f"**{k}.**") and "(Answer:" in question.source, k
+        assert re.match(rf"answer_{k} = None", answer.source), f"exercise {k}: answer cell"
+        assert "solution" in solution.metadata.get("tags", []), f"exercise {k}: tag"
+        hidden = solution.metadata.get("jupyter", {})
+        assert hidden.get("source_hidden") and hidden.get("outputs_hidden"), f"exercise {k}"
+        assert re.search(rf'check\("exercise {k}", [^\n]*answer_{k}', solution.source), k
+        text = "".join(_texts(o) for o in solution.outputs)
+        assert re.search(rf"exercise {k}: (no answer yet|correct|not quite)", text), k
+        assert "solution:" in text, f"exercise {k}: the solution states its result"
+    tagged = [c for c in cells if "solution" in c.metadata.get("tags", [])]
+    assert len(tagged) == len(questions), "solution cells only in the exercises section"
