@@ -33,7 +33,7 @@ import torchvision
 from bench_inference import PeakRSS, bench_args
 
 from dmt_core import DMT, DMTConfig
-from dmt_core.model import heads
+from dmt_core.model import heads, layers
 from dmt_core.model.heads import TokenHead
 from dmt_core.runtime import adam, retain_freed_memory
 from dmt_core.train import train_step
@@ -50,6 +50,8 @@ LEVERS = {
     "fused-adam": "Adam's fused kernel; off: the per-tensor loop (PyTorch's CPU default)",
     "retain-memory": "freed activations stay mapped; off: glibc's mmap/munmap per block",
     "sdpa": "R2R attention through scaled_dot_product_attention; off: explicit softmax",
+    "onednn-linear": "Linears of 128 rows or more as oneDNN 1x1 convolutions "
+    "(layers.linear); off: F.linear (MKL's sgemm)",
 }
 
 
@@ -75,6 +77,8 @@ def one_config(preset: str, group: int, size: int, reps: int) -> dict:
         TokenHead.forward = _einsum_head
     if "token-grad" in off:
         heads._MapProduct = _BmmProduct  # type: ignore[misc]
+    if "onednn-linear" in off:
+        layers.ONEDNN_LINEAR_MIN_ROWS = sys.maxsize
     torch.manual_seed(0)
     channels_last = os.environ.get("DMT_BENCH_FORMAT", "channels_last") == "channels_last"
     model = DMT(DMTConfig.preset(preset), channels_last=channels_last).train()

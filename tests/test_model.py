@@ -188,6 +188,42 @@ def test_the_token_map_product_has_bmms_gradients_in_float64_and_under_autocast(
         torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
 
 
+def test_linear_runs_large_float32_cpu_products_as_onednn_convolutions(monkeypatch):
+    from dmt_core.model import layers
+
+    calls = []
+    conv2d = torch.nn.functional.conv2d
+    monkeypatch.setattr(
+        torch.nn.functional, "conv2d", lambda *a, **k: calls.append(a[0].shape) or conv2d(*a, **k)
+    )
+    g = torch.Generator().manual_seed(0)
+    w, b = torch.randn(24, 16, generator=g), torch.randn(24, generator=g)
+    # (2, 80, 16) is 160 rows: the oneDNN path, whose values and gradients are F.linear's
+    x = torch.randn(2, 80, 32, generator=g)[..., ::2].transpose(0, 1)  # not contiguous
+    for bias in (b, None):
+        xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
+        out = layers.linear(xs, ws, bias)
+        ref = torch.nn.functional.linear(x, w, bias)
+        assert out.shape == ref.shape == (80, 2, 24) and out.is_contiguous()
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+        gx, gw = torch.autograd.grad(out, (xs, ws), torch.ones_like(out))
+        torch.testing.assert_close(gx, torch.ones(80, 2, 24) @ w, rtol=1e-5, atol=1e-5)
+        want_w = torch.ones(24, 160) @ x.reshape(160, 16)
+        torch.testing.assert_close(gw, want_w, rtol=1e-5, atol=1e-4)
+    assert calls == [(1, 16, 160, 1), (1, 16, 160, 1)]
+    # few rows, float64, or the path turned off: F.linear itself, bit for bit
+    calls.clear()
+    small = torch.randn(3, 16, generator=g)
+    assert torch.equal(layers.linear(small, w, b), torch.nn.functional.linear(small, w, b))
+    assert layers.linear(x.double(), w.double(), b.double()).dtype == torch.float64
+    monkeypatch.setattr(layers, "ONEDNN_LINEAR_MIN_ROWS", 10**9)
+    assert torch.equal(layers.linear(x, w, b), torch.nn.functional.linear(x, w, b))
+    assert calls == []
+    # the module keeps nn.Linear's parameters and keys
+    m = layers.Linear(16, 24)
+    assert isinstance(m, torch.nn.Linear) and list(m.state_dict()) == ["weight", "bias"]
+
+
 def test_channels_last_training_step_has_the_contiguous_gradients():
     """The channels-last path (token heads as a matmul on the channels-last map, in-place
     TGFR ops, BN and ReLU on matching layouts) computes the gradients of the plain one.

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .layers import Linear
+
 
 class TokenCrossAttentionLayer(nn.Module):
     """Pre-norm cross-attention + GELU FFN, batch-first.
@@ -25,8 +27,8 @@ class TokenCrossAttentionLayer(nn.Module):
     def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float) -> None:
         super().__init__()
         self.cross_attn = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
-        self.linear1 = nn.Linear(dim, ffn_dim)
-        self.linear2 = nn.Linear(ffn_dim, dim)
+        self.linear1 = Linear(dim, ffn_dim)
+        self.linear2 = Linear(ffn_dim, dim)
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
         self.dropout1, self.dropout2 = nn.Dropout(dropout), nn.Dropout(dropout)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import NormedQKV
+from .layers import Linear, NormedQKV
 
 
 class ContrastAttention(NormedQKV):
@@ -42,8 +42,8 @@ class ContrastAttention(NormedQKV):
         super().__init__(dim, num_heads)
         self.contrast = contrast
         if contrast:
-            self.proj1 = nn.Linear(dim, dim)
-            self.proj2 = nn.Linear(dim, dim)
+            self.proj1 = Linear(dim, dim)
+            self.proj2 = Linear(dim, dim)
             # per-channel affine gate, stored as the official depthwise Conv1d (C, 1, 1)
             self.gate_weight = nn.Parameter(torch.empty(dim, 1, 1))
             self.gate_bias = nn.Parameter(torch.empty(dim))
@@ -95,8 +95,8 @@ class CtP2TLayer(nn.Module):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
         self.cross_attn = ContrastAttention(dim, num_heads, contrast=contrast)
-        self.linear1 = nn.Linear(dim, ffn_dim)
-        self.linear2 = nn.Linear(ffn_dim, dim)
+        self.linear1 = Linear(dim, ffn_dim)
+        self.linear2 = Linear(ffn_dim, dim)
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
         self.dropout1, self.dropout2, self.dropout3 = (nn.Dropout(dropout) for _ in range(3))

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import trunc_normal_init
+from .layers import Linear, trunc_normal_init
 
 
 class TokenHead(nn.Module):
@@ -23,8 +23,8 @@ class TokenHead(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.linear1 = nn.Linear(dim, dim)
-        self.linear2 = nn.Linear(dim, dim)
+        self.linear1 = Linear(dim, dim)
+        self.linear2 = Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim)
         self.scale = dim**-0.5
         trunc_normal_init(self)

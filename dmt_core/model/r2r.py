@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import stochastic_depth
 
-from .layers import NormedQKV, trunc_normal_init
+from .layers import Linear, NormedQKV, trunc_normal_init
 
 
 class RegionAttention(NormedQKV):
@@ -35,7 +35,7 @@ class RegionAttention(NormedQKV):
 
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__(dim, num_heads)
-        self.proj = nn.Linear(dim, dim)
+        self.proj = Linear(dim, dim)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         b, lq, c = q.shape
@@ -60,8 +60,8 @@ class R2RFeedForward(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, dim)
-        self.fc2 = nn.Linear(dim, dim)
+        self.fc1 = Linear(dim, dim)
+        self.fc2 = Linear(dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc2(F.gelu(self.fc1(self.norm(x))))
