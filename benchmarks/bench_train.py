@@ -33,7 +33,7 @@ import time
 import torch
 import torch.nn.functional as F
 import torchvision
-from bench_inference import PeakRSS, bench_args
+from bench_inference import PeakRSS, _best, bench_args
 
 from dmt_core import DMT, DMTConfig
 from dmt_core.model import heads, layers
@@ -186,12 +186,10 @@ def main() -> None:
 def _matmul_rates(reps: int = 10) -> None:
     """GFLOP/s of one (16384, 256) x (256, 256) product, as F.linear (MKL's sgemm) and as
     layers.linear (a oneDNN 1x1 convolution): the onednn-linear lever in isolation."""
-    torch.set_num_threads(2)
     x, w = torch.randn(16384, 256), torch.randn(256, 256)
     flops = 2 * x.shape[0] * w.shape[0] * w.shape[1]
     for name, fn in (("F.linear (MKL sgemm)", F.linear), ("layers.linear (oneDNN)", layers.linear)):
-        fn(x, w)
-        best = min(_timed(lambda fn=fn: fn(x, w)) for _ in range(reps))
+        best = _best(lambda fn=fn: fn(x, w), reps)
         print(f"{name}: {best * 1e3:.2f} ms, {flops / best / 1e9:.0f} GFLOP/s")
     print()
 

@@ -131,12 +131,12 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``F.linear(x, weight, bias)``: x (..., C_in), weight (C_out, C_in) -> (..., C_out).
 
     On the CPU PyTorch multiplies float32 matrices with MKL's sgemm, which on this
-    project's AMD EPYC reaches about 185 GFLOP/s, against 415-450 GFLOP/s for the same
+    project's AMD EPYC reaches about 183 GFLOP/s, against 345-437 GFLOP/s for the same
     product as a oneDNN convolution (``benchmarks/bench_train.py --levers`` prints both;
     not measured on an Intel CPU, where MKL may do better). A row-major (rows, C_in)
     matrix is already the channels-last map (1, C_in, rows, 1), so a 1x1 convolution
     computes the same product through oneDNN without a copy, forward and backward:
-    1.7-1.9x faster than ``F.linear`` at 1,024-16,384 rows of 256-1,024 channels.
+    1.7-2.0x faster than ``F.linear`` at 1,024-16,384 rows of 256-1,024 channels.
     Only float32 CPU inputs with at least :data:`ONEDNN_LINEAR_MIN_ROWS` rows take
     that path (where oneDNN is enabled); the result equals ``F.linear``'s up to the
     summation order.
