@@ -54,8 +54,19 @@ LEVERS = {
     "retain-memory": "freed activations stay mapped; off: glibc's mmap/munmap per block",
     "sdpa": "R2R attention through scaled_dot_product_attention; off: explicit softmax",
     "onednn-linear": "Linears of 128 rows or more as oneDNN 1x1 convolutions "
-    "(layers.linear); off: F.linear (MKL's sgemm)",
+    "(layers.linear; by default not on AVX2-only CPUs); off: F.linear (MKL's sgemm)",
+    "matmul-wgrad": "3x3 weight gradients as nine matmuls (layers.conv2d; by default on "
+    "AVX2-only CPUs only); off: oneDNN's kernel",
 }
+
+
+def _lever_default(name: str) -> bool:
+    """Whether ``dmt train`` uses the lever on this CPU (two depend on its instruction set)."""
+    if name == "onednn-linear":
+        return not layers.slow_onednn_weight_grad()
+    if name == "matmul-wgrad":
+        return layers.matmul_weight_grad()
+    return True
 
 
 def _einsum_head(self: TokenHead, tokens: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
@@ -80,8 +91,11 @@ def one_config(preset: str, group: int, size: int, reps: int) -> dict:
         TokenHead.forward = _einsum_head
     if "token-grad" in off:
         heads._MapProduct = _BmmProduct  # type: ignore[misc]
-    if "onednn-linear" in off:
-        layers.ONEDNN_LINEAR_MIN_ROWS = sys.maxsize
+    on = set(filter(None, os.environ.get("DMT_BENCH_ON", "").split(",")))
+    if "onednn-linear" in off | on:
+        layers.ONEDNN_LINEAR = "onednn-linear" in on
+    if "matmul-wgrad" in off | on:
+        layers.MATMUL_CONV_WEIGHT_GRAD = "matmul-wgrad" in on
     torch.manual_seed(0)
     channels_last = os.environ.get("DMT_BENCH_FORMAT", "channels_last") == "channels_last"
     model = DMT(DMTConfig.preset(preset), channels_last=channels_last).train()
@@ -160,7 +174,8 @@ def main() -> None:
     if args is None:
         return
     print(f"torch {torch.__version__}, {args.threads} threads, best of {args.reps} steps "
-          f"x {args.rounds} rounds\n")  # fmt: skip
+          f"x {args.rounds} rounds, CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}\n")  # fmt: skip
     if args.levers:
         _levers(args)
         return
@@ -203,10 +218,18 @@ def _timed(fn) -> float:
 def _levers(args) -> None:
     _matmul_rates()
     runs = [("all levers (as dmt train)", {})]
-    runs += [(f"without {name}", {"DMT_BENCH_OFF": name}) for name in LEVERS]
     runs += [
-        ("without all three (previous release)",
-         {"DMT_BENCH_OFF": "head-layout,fused-adam,retain-memory"}),
+        (f"without {name}", {"DMT_BENCH_OFF": name})
+        if _lever_default(name)
+        else (f"with {name} (off by default on this CPU)", {"DMT_BENCH_ON": name})
+        for name in LEVERS
+    ]
+    runs += [
+        ("as the last release (oneDNN linears, oneDNN weight gradients)",
+         {"DMT_BENCH_ON": "onednn-linear", "DMT_BENCH_OFF": "matmul-wgrad"}),
+        ("without head layout, fused Adam, retained memory, oneDNN linears and matmul "
+         "weight gradients (the releases before them)",
+         {"DMT_BENCH_OFF": "head-layout,fused-adam,retain-memory,onednn-linear,matmul-wgrad"}),
         ("all levers, contiguous tensors", {"DMT_BENCH_FORMAT": "contiguous"}),
     ]  # fmt: skip
     if args.compile:

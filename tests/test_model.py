@@ -196,6 +196,7 @@ def test_linear_runs_large_float32_cpu_products_as_onednn_convolutions(monkeypat
     monkeypatch.setattr(
         torch.nn.functional, "conv2d", lambda *a, **k: calls.append(a[0].shape) or conv2d(*a, **k)
     )
+    monkeypatch.setattr(layers, "ONEDNN_LINEAR", True)  # whatever this CPU's default
     g = torch.Generator().manual_seed(0)
     w, b = torch.randn(24, 16, generator=g), torch.randn(24, generator=g)
     # (2, 80, 16) is 160 rows: the oneDNN path, whose values and gradients are F.linear's
@@ -219,9 +220,160 @@ def test_linear_runs_large_float32_cpu_products_as_onednn_convolutions(monkeypat
     monkeypatch.setattr(layers, "ONEDNN_LINEAR_MIN_ROWS", 10**9)
     assert torch.equal(layers.linear(x, w, b), torch.nn.functional.linear(x, w, b))
     assert calls == []
+    monkeypatch.setattr(layers, "ONEDNN_LINEAR_MIN_ROWS", 128)
+    monkeypatch.setattr(layers, "ONEDNN_LINEAR", False)
+    assert torch.equal(layers.linear(x, w, b), torch.nn.functional.linear(x, w, b))
+    assert calls == []
     # the module keeps nn.Linear's parameters and keys
     m = layers.Linear(16, 24)
     assert isinstance(m, torch.nn.Linear) and list(m.state_dict()) == ["weight", "bias"]
+
+
+@pytest.mark.parametrize("capability", ["AVX2", "AVX512", "DEFAULT"])
+def test_onednn_paths_follow_the_cpu_instruction_set(monkeypatch, capability):
+    """By default the matmul weight gradient is on, and the oneDNN linear off, exactly on
+    x86 CPUs whose best instruction set is AVX2 (where oneDNN's channels-last weight
+    gradient is its slow direct kernel); the module flags override the default."""
+    from dmt_core.model import layers
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    avx2 = capability == "AVX2"
+    assert layers.slow_onednn_weight_grad() is avx2
+    assert layers.matmul_weight_grad() is avx2
+    calls = []
+    monkeypatch.setattr(layers, "_Conv3x3", type("Spy", (), {"apply": lambda *a: calls.append(1)}))
+    x = torch.randn(1, 64, 4, 4).to(memory_format=torch.channels_last)
+    layers.conv2d(x, torch.randn(8, 64, 3, 3, requires_grad=True), None, 1, 1)
+    assert calls == ([1] if avx2 else [])
+    conv2d = torch.nn.functional.conv2d
+    seen = []
+    monkeypatch.setattr(
+        torch.nn.functional, "conv2d", lambda *a, **k: seen.append(1) or conv2d(*a, **k)
+    )
+    layers.linear(torch.randn(256, 16), torch.randn(8, 16))
+    assert seen == ([] if avx2 or not torch.backends.mkldnn.is_available() else [1])
+    for flag in (True, False):
+        monkeypatch.setattr(layers, "MATMUL_CONV_WEIGHT_GRAD", flag)
+        assert layers.matmul_weight_grad() is flag
+
+
+@pytest.mark.parametrize(
+    "n,c_in,c_out,h,w",
+    [(2, 5, 3, 9, 7), (1, 4, 6, 1, 1), (3, 3, 2, 1, 5), (2, 6, 4, 4, 1), (1, 2, 2, 2, 2)],
+)
+def test_conv3x3_weight_grad_is_the_convolution_weight_gradient(n, c_in, c_out, h, w):
+    """The nine shifted matmuls, with the pairs across the image borders taken back out,
+    are the 3x3 convolution's weight gradient (float64: equal to 1e-12), channels-last;
+    including maps of one row or column, where most taps have no pairs at all."""
+    from dmt_core.model import layers
+
+    g = torch.Generator().manual_seed(n * 100 + h * 10 + w)
+    cl = torch.channels_last
+    x = torch.randn(n, c_in, h, w, generator=g, dtype=torch.float64).to(memory_format=cl)
+    grad = torch.randn(n, c_out, h, w, generator=g, dtype=torch.float64).to(memory_format=cl)
+    weight = torch.randn(c_out, c_in, 3, 3, dtype=torch.float64, requires_grad=True)
+    xr = x.clone().requires_grad_()
+    (torch.nn.functional.conv2d(xr, weight, None, 1, 1) * grad).sum().backward()
+    got = layers.conv3x3_weight_grad(grad, x)
+    assert got.is_contiguous(memory_format=cl)
+    torch.testing.assert_close(got, weight.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_takes_3x3_weight_gradients_as_matmuls_where_asked(monkeypatch):
+    """With the matmul weight gradient on, a float32 channels-last 3x3 convolution that
+    needs a weight gradient computes F.conv2d's output (bit for bit: the same oneDNN
+    forward) and its gradients (input: the same kernel; weight, bias: summation order);
+    every other convolution is F.conv2d itself."""
+    from dmt_core.model import layers
+
+    monkeypatch.setattr(layers, "MATMUL_CONV_WEIGHT_GRAD", True)
+    taken = []
+    original = layers.conv3x3_weight_grad
+    monkeypatch.setattr(
+        layers, "conv3x3_weight_grad", lambda grad, x: taken.append(x.shape) or original(grad, x)
+    )
+    g = torch.Generator().manual_seed(3)
+    cl = torch.channels_last
+    x = torch.randn(2, 64, 12, 10, generator=g).to(memory_format=cl)
+    w = (torch.randn(32, 64, 3, 3, generator=g) * 0.05).to(memory_format=cl)
+    b = torch.randn(32, generator=g)
+
+    def grads(fn, *args):
+        xs, ws, bs = (t.clone().requires_grad_() for t in args)
+        out = fn(xs, ws, bs)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        return out, xs.grad, ws.grad, bs.grad
+
+    conv = lambda x_, w_, b_: layers.conv2d(x_, w_, b_, 1, 1)  # noqa: E731
+    ref = lambda x_, w_, b_: torch.nn.functional.conv2d(x_, w_, b_, 1, 1)  # noqa: E731
+    got, want = grads(conv, x, w, b), grads(ref, x, w, b)
+    assert taken == [(2, 64, 12, 10)]
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert got[2].is_contiguous(memory_format=cl)
+    for a, e in zip(got[2:], want[2:], strict=True):
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-4)
+    # the module form, with frozen input (no input gradient needed)
+    m = layers.Conv2d(64, 32, 3, padding=1).to(memory_format=cl)
+    m(x).sum().backward()
+    assert len(taken) == 2 and m.weight.grad is not None and m.bias.grad is not None
+    # everything else: F.conv2d itself, and the path never taken
+    taken.clear()
+    cases = [
+        (x.contiguous(), w, 1, 1),  # a contiguous map
+        (x[:, :32], w[:, :32], 1, 1),  # fewer than MATMUL_CONV_MIN_CHANNELS channels
+        (x, w, 2, 2),  # dilation 2 (DASPP)
+        (x.double(), w.double(), 1, 1),  # float64
+    ]
+    for xi, wi, pad, dil in cases:
+        wi = wi.clone().requires_grad_()
+        out = layers.conv2d(xi, wi, None, 1, pad, dil)
+        assert torch.equal(out, torch.nn.functional.conv2d(xi, wi, None, 1, pad, dil))
+        out.sum().backward()
+    with torch.no_grad():
+        layers.conv2d(x, w.clone().requires_grad_(), None, 1, 1)
+    layers.conv2d(x, w, None, 1, 1)  # a weight without gradient
+    monkeypatch.setattr(layers, "MATMUL_CONV_WEIGHT_GRAD", False)
+    layers.conv2d(x, w.clone().requires_grad_(), None, 1, 1).sum().backward()
+    assert taken == []
+
+
+def test_matmul_weight_gradients_give_the_training_step_its_gradients(monkeypatch):
+    """A whole channels-last training step (tiny preset at width 64, so that its decoder's
+    3x3 convolutions take the path) has the same gradients with the matmul weight
+    gradient as with oneDNN's, and every module conv of 64+ channels took it."""
+    from dmt_core.loss import dmt_loss
+    from dmt_core.model import layers
+
+    taken = []
+    original = layers.conv3x3_weight_grad
+    monkeypatch.setattr(
+        layers, "conv3x3_weight_grad", lambda grad, x: taken.append(x.shape) or original(grad, x)
+    )
+    cfg = DMTConfig.preset(
+        "tiny", hidden_dim=64, drop_path=0.0, token_dropout=0.0, pretrained_backbone=False
+    )
+    x = group(2, 64, seed=5)
+    masks = (torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    grads = []
+    for on in (True, False):
+        monkeypatch.setattr(layers, "MATMUL_CONV_WEIGHT_GRAD", on)
+        torch.manual_seed(0)
+        model = DMT(cfg).train()
+        loss, _ = dmt_loss(model(x, aux=True), masks)
+        loss.backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+        if on:
+            convs = [
+                m for m in model.modules()
+                if isinstance(m, layers.Conv2d) and m.kernel_size == (3, 3) and m.dilation == (1, 1)
+                and m.in_channels >= 64 and m.weight.requires_grad
+            ]  # fmt: skip
+            assert len(taken) == len(convs) >= 7  # six FPN convs and conv5_3
+    assert grads[0].keys() == grads[1].keys()
+    scale = max(g.abs().max().item() for g in grads[1].values())
+    for name, g in grads[0].items():
+        torch.testing.assert_close(g, grads[1][name], rtol=1e-4, atol=1e-6 * scale,
+                                   msg=lambda m, n=name: f"{n}: {m}")  # fmt: skip
 
 
 def test_channels_last_training_step_has_the_contiguous_gradients():

@@ -60,14 +60,14 @@ class VGG16Encoder(nn.Module):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        from .layers import GroupBatchNorm2d
+        from .layers import Conv2d, GroupBatchNorm2d
 
         self.widths = tuple(widths)
         self.batch_norm = batch_norm
         in_ch = 3
         for (block, n_convs), width in zip(_BLOCKS, self.widths, strict=True):
             for i in range(1, n_convs + 1):
-                self.add_module(f"conv{block}_{i}", nn.Conv2d(in_ch, width, 3, padding=1))
+                self.add_module(f"conv{block}_{i}", Conv2d(in_ch, width, 3, padding=1))
                 if batch_norm:
                     self.add_module(f"bn{block}_{i}", GroupBatchNorm2d(width))
                 in_ch = width

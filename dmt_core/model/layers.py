@@ -4,14 +4,18 @@
   statistics at inference, the behaviour of the official test script.
 * :func:`conv_bn_act` -- conv + BN (+ ReLU), torchvision's ``Conv2dNormActivation``.
 * :class:`Linear` -- ``nn.Linear`` whose large CPU products run on oneDNN.
+* :class:`Conv2d` -- ``nn.Conv2d`` whose 3x3 weight gradient can be taken by matmuls.
 * :func:`trunc_normal_init` -- the official init of transformer Linears and LayerNorms.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torchvision.ops.misc import Conv2dNormActivation
 
 
@@ -80,6 +84,10 @@ class ConvBNAct(Conv2dNormActivation):
     feature map instead of three, the same math up to float rounding.
     """
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self[0].__class__ = Conv2d  # same parameters and init; see conv2d
+
     def forward(self, x: Tensor) -> Tensor:
         conv, bn = self[0], self[1]
         if self.training or getattr(bn, "use_group_stats", False):
@@ -121,6 +129,24 @@ def conv_bn_act(
     )
 
 
+def slow_onednn_weight_grad() -> bool:
+    """Whether this CPU is one where oneDNN's weight gradients of channels-last maps are
+    slow: an x86 CPU whose best instruction set is AVX2 (no AVX-512).
+
+    oneDNN 3.12 (PyTorch 2.14) computes them with brgemm kernels on AVX-512, but with its
+    older direct ``jit:avx2`` kernel on AVX2 (``ONEDNN_VERBOSE=1`` names them). On the
+    AVX2 AMD EPYC this was measured on, that kernel took 2.9 s for the full-resolution
+    3x3 convolution of a paper step (4 x 256 x 128 x 128), 3.6x the same sums as
+    matmuls, and 3-10x MKL's matmul for the weight gradient of a 1x1 convolution; on the
+    AVX-512 AMD EPYC of the earlier measurements oneDNN's kernels were the fastest.
+    """
+    return torch.backends.cpu.get_cpu_capability() == "AVX2"
+
+
+#: :func:`linear` through oneDNN: ``True``, ``False``, or ``None`` = unless
+#: :func:`slow_onednn_weight_grad` (there a 1x1 convolution's backward loses to MKL)
+ONEDNN_LINEAR: bool | None = None
+
 #: float32 CPU inputs of :class:`Linear` with at least this many rows run as a oneDNN
 #: 1x1 convolution (below it the call overhead outweighs the gain; ``sys.maxsize`` turns
 #: the path off)
@@ -130,16 +156,17 @@ ONEDNN_LINEAR_MIN_ROWS = 128
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``F.linear(x, weight, bias)``: x (..., C_in), weight (C_out, C_in) -> (..., C_out).
 
-    On the CPU PyTorch multiplies float32 matrices with MKL's sgemm, which on this
-    project's AMD EPYC reaches about 183 GFLOP/s, against 345-437 GFLOP/s for the same
-    product as a oneDNN convolution (``benchmarks/bench_train.py --levers`` prints both;
-    not measured on an Intel CPU, where MKL may do better). A row-major (rows, C_in)
-    matrix is already the channels-last map (1, C_in, rows, 1), so a 1x1 convolution
-    computes the same product through oneDNN without a copy, forward and backward:
-    1.7-2.0x faster than ``F.linear`` at 1,024-16,384 rows of 256-1,024 channels.
-    Only float32 CPU inputs with at least :data:`ONEDNN_LINEAR_MIN_ROWS` rows take
-    that path (where oneDNN is enabled); the result equals ``F.linear``'s up to the
-    summation order.
+    On the CPU PyTorch multiplies float32 matrices with MKL's sgemm, which on the
+    project's AVX-512 AMD EPYC reached about 183 GFLOP/s, against 345-437 GFLOP/s for
+    the same product as a oneDNN convolution (``benchmarks/bench_train.py --levers``
+    prints both; not measured on an Intel CPU, where MKL may do better). A row-major
+    (rows, C_in) matrix is already the channels-last map (1, C_in, rows, 1), so a 1x1
+    convolution computes the same product through oneDNN without a copy, forward and
+    backward: 1.7-2.0x faster than ``F.linear`` there at 1,024-16,384 rows of 256-1,024
+    channels. Only float32 CPU inputs with at least :data:`ONEDNN_LINEAR_MIN_ROWS` rows
+    take that path (where oneDNN is enabled, and per :data:`ONEDNN_LINEAR`: not on
+    AVX2-only CPUs, where its weight gradient took 3-10x MKL's); the result equals
+    ``F.linear``'s up to the summation order.
     """
     c_in = x.shape[-1]
     rows = x.numel() // max(c_in, 1)
@@ -150,6 +177,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         or rows < ONEDNN_LINEAR_MIN_ROWS
         or not torch.backends.mkldnn.is_available()
         or not torch.backends.mkldnn.enabled
+        or not (ONEDNN_LINEAR if ONEDNN_LINEAR is not None else not slow_onednn_weight_grad())
     ):
         return F.linear(x, weight, bias)
     lead = x.shape[:-1]
@@ -163,6 +191,151 @@ class Linear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         return linear(x, self.weight, self.bias)
+
+
+#: the 3x3 convolutions' weight gradient on float32 CPU channels-last maps as matmuls
+#: (:func:`conv2d`): ``True``, ``False``, or ``None`` = where
+#: :func:`slow_onednn_weight_grad`
+MATMUL_CONV_WEIGHT_GRAD: bool | None = None
+
+#: inputs with fewer channels keep oneDNN's weight gradient (VGG16's RGB conv1_1:
+#: 10 ms in oneDNN against 156 ms as matmuls on 3 channels)
+MATMUL_CONV_MIN_CHANNELS = 64
+
+
+def matmul_weight_grad() -> bool:
+    """Whether :func:`conv2d` takes 3x3 weight gradients as matmuls."""
+    if MATMUL_CONV_WEIGHT_GRAD is not None:
+        return MATMUL_CONV_WEIGHT_GRAD
+    return slow_onednn_weight_grad()
+
+
+def conv2d(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: tuple[int, ...] | int = 1,
+    padding: tuple[int, ...] | int | str = 0,
+    dilation: tuple[int, ...] | int = 1,
+    groups: int = 1,
+) -> Tensor:
+    """``F.conv2d``: x (N, C_in, H, W), weight (C_out, C_in, kh, kw) -> (N, C_out, H', W').
+
+    Where oneDNN's channels-last weight gradient is slow (AVX2-only CPUs,
+    :func:`slow_onednn_weight_grad`), it took 2.9 s for the full-resolution 3x3
+    convolution of a paper step (4 x 256 x 128 x 128): 3.6x the 0.81 s of the same sums
+    as nine matmuls, one per kernel tap, and the weight gradients of all the step's
+    convolutions took 2.4x what they take on contiguous maps (where oneDNN runs them on
+    8-channel blocks). So where :func:`matmul_weight_grad` says so, a float32 CPU 3x3
+    convolution (stride 1, padding 1, no dilation or groups) of a channels-last input of
+    at least :data:`MATMUL_CONV_MIN_CHANNELS` channels that needs a weight gradient runs
+    through :class:`_Conv3x3`: the forward and the input gradient stay oneDNN's, the
+    weight gradient is :func:`conv3x3_weight_grad`. The result equals ``F.conv2d``'s;
+    the weight gradient differs in the summation order only. Anything
+    else is ``F.conv2d``.
+    """
+    if (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and weight.requires_grad
+        and torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+        and x.dim() == 4
+        and tuple(weight.shape[2:]) == (3, 3)
+        and x.shape[1] >= MATMUL_CONV_MIN_CHANNELS
+        and groups == 1
+        and _pair(stride) == (1, 1)
+        and _pair(padding) == (1, 1)
+        and _pair(dilation) == (1, 1)
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and matmul_weight_grad()
+    ):
+        return _Conv3x3.apply(x, weight, bias)
+    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+
+def _pair(v: tuple[int, ...] | int | str) -> tuple[int, ...] | str:
+    return v if isinstance(v, str) else (v, v) if isinstance(v, int) else tuple(v)
+
+
+def conv3x3_weight_grad(grad: Tensor, x: Tensor) -> Tensor:
+    """Weight gradient of a 3x3, stride-1, padding-1 convolution, as nine matmuls.
+
+    grad (N, C_out, H, W) and x (N, C_in, H, W), channels-last -> (C_out, C_in, 3, 3),
+    channels-last. A channels-last map is already the row matrix (N H W, C) (a free
+    view). Kernel tap (i, j) pairs output position p with input position p + s,
+    s = (i-1) W + (j-1), so its (C_out, C_in) slice is ``grad_rows^T @ x_rows[shifted]``
+    over all p: one matmul of a transposed view and a block of rows, no copies. That sum
+    also pairs the positions whose neighbour lies across a border (a row's first column
+    with the row above's last, an image's first row with the previous image's last): at
+    most N (2H + 2W) rows per tap, which a small matmul takes back out.
+    """
+    n, c_in, h, w = x.shape
+    c_out = grad.shape[1]
+    x_rows = x.permute(0, 2, 3, 1).reshape(-1, c_in)  # views of channels-last maps
+    g_rows = grad.permute(0, 2, 3, 1).reshape(-1, c_out)
+    total = n * h * w
+    taps = grad.new_empty(3, 3, c_out, c_in)
+    for i in range(3):
+        for j in range(3):
+            shift = (i - 1) * w + (j - 1)
+            lo, hi = max(0, -shift), total - max(0, shift)
+            if hi <= lo:
+                taps[i, j].zero_()
+                continue
+            torch.mm(g_rows[lo:hi].t(), x_rows[lo + shift : hi + shift], out=taps[i, j])
+            wrong = _across_border(n, h, w, i - 1, j - 1, grad.device)
+            if wrong.numel():
+                taps[i, j].addmm_(g_rows[wrong].t(), x_rows[wrong + shift], alpha=-1)
+    return taps.permute(2, 3, 0, 1).contiguous(memory_format=torch.channels_last)
+
+
+@lru_cache(maxsize=64)
+def _across_border(n: int, h: int, w: int, di: int, dj: int, device: torch.device) -> Tensor:
+    """Rows p of an (N H W) row matrix whose row p + di W + dj exists but is not the
+    (di, dj) neighbour of p (it lies across an image's left/right or top/bottom edge)."""
+    shift = di * w + dj
+    p = torch.arange(max(0, -shift), n * h * w - max(0, shift), device=device)
+    y, x = (p // w) % h, p % w
+    return p[(y + di < 0) | (y + di >= h) | (x + dj < 0) | (x + dj >= w)]
+
+
+class _Conv3x3(torch.autograd.Function):
+    """``F.conv2d(x, weight, bias, padding=1)`` with :func:`conv3x3_weight_grad` as the
+    weight gradient (see :func:`conv2d`); x (N, C_in, H, W) channels-last."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return F.conv2d(x, weight, bias, 1, 1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
+                [True, False, False],
+            )[0]  # fmt: skip
+        if ctx.needs_input_grad[1]:
+            grad_w = conv3x3_weight_grad(grad, x)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters, keys and init) computed by :func:`conv2d`."""
+
+    def _conv_forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        if self.padding_mode != "zeros":
+            return super()._conv_forward(x, weight, bias)
+        return conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 class NormedQKV(nn.Module):
