@@ -152,9 +152,11 @@ def _best_of_rounds(args, runs: list[tuple[str, str, int, int, dict]]) -> dict[s
     shape in the whole run (every process times the same VGG16 on the same batch)."""
     best: dict[str, dict] = {}
     vgg: dict[tuple[int, int], float] = {}
-    for _ in range(args.rounds):
+    for round_ in range(args.rounds):
         for key, preset, group, size, env in runs:
             r = _child(args, preset, group, size, env)
+            print(f"  round {round_ + 1}, {key}: step {r['step_s']:.3f} s, VGG16 "
+                  f"{r['vgg_s']:.3f} s, {r['ratio']:.1f}x in its process", flush=True)  # fmt: skip
             vgg[group, size] = min(vgg.get((group, size), r["vgg_s"]), r["vgg_s"])
             if key not in best or r["step_s"] < best[key]["step_s"]:
                 best[key] = {**r, "batch": (group, size)}
@@ -203,10 +205,37 @@ def _matmul_rates(reps: int = 10) -> None:
     layers.linear (a oneDNN 1x1 convolution): the onednn-linear lever in isolation."""
     x, w = torch.randn(16384, 256), torch.randn(256, 256)
     flops = 2 * x.shape[0] * w.shape[0] * w.shape[1]
+    default, layers.ONEDNN_LINEAR = layers.ONEDNN_LINEAR, True  # whatever this CPU's default
     for name, fn in (("F.linear (MKL sgemm)", F.linear), ("layers.linear (oneDNN)", layers.linear)):
         best = _best(lambda fn=fn: fn(x, w), reps)
         print(f"{name}: {best * 1e3:.2f} ms, {flops / best / 1e9:.0f} GFLOP/s")
+    layers.ONEDNN_LINEAR = default
     print()
+
+
+def _flop_ratio() -> None:
+    """The arithmetic of one paper step (4 x 128 px) against a VGG16 forward of the same
+    batch, as ``torch.utils.flop_counter`` counts it (convolutions and matmuls, forward
+    and backward): the ratio a step would reach at the VGG16 forward's FLOP rate."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = DMT(DMTConfig.preset("paper")).train()
+    opt = adam(model.param_groups(1e-4), betas=(0.9, 0.99), eps=1e-8)
+    x = torch.randn(4, 3, 128, 128)
+    batch = {"images": x, "masks": (torch.rand(4, 1, 128, 128) > 0.5).float()}
+    counts = []
+    for fn in (lambda: train_step(model, batch, opt), lambda: _vgg16_forward(x)):
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        counts.append(counter.get_total_flops())
+    print(f"FLOPs: step {counts[0] / 1e9:.1f} G, VGG16 forward {counts[1] / 1e9:.1f} G, "
+          f"{counts[0] / counts[1]:.2f}x\n")  # fmt: skip
+
+
+def _vgg16_forward(x: torch.Tensor) -> None:
+    with torch.no_grad():
+        torchvision.models.vgg16().features[:30].eval()(x)
 
 
 def _timed(fn) -> float:
@@ -217,6 +246,7 @@ def _timed(fn) -> float:
 
 def _levers(args) -> None:
     _matmul_rates()
+    _flop_ratio()
     runs = [("all levers (as dmt train)", {})]
     runs += [
         (f"without {name}", {"DMT_BENCH_OFF": name})

@@ -136,7 +136,7 @@ def slow_onednn_weight_grad() -> bool:
     oneDNN 3.12 (PyTorch 2.14) computes them with brgemm kernels on AVX-512, but with its
     older direct ``jit:avx2`` kernel on AVX2 (``ONEDNN_VERBOSE=1`` names them). On the
     AVX2 AMD EPYC this was measured on, that kernel took 2.9 s for the full-resolution
-    3x3 convolution of a paper step (4 x 256 x 128 x 128), 3.6x the same sums as
+    3x3 convolution of a paper step (4 x 256 x 128 x 128), 4x the same sums as
     matmuls, and 3-10x MKL's matmul for the weight gradient of a 1x1 convolution; on the
     AVX-512 AMD EPYC of the earlier measurements oneDNN's kernels were the fastest.
     """
@@ -223,7 +223,7 @@ def conv2d(
 
     Where oneDNN's channels-last weight gradient is slow (AVX2-only CPUs,
     :func:`slow_onednn_weight_grad`), it took 2.9 s for the full-resolution 3x3
-    convolution of a paper step (4 x 256 x 128 x 128): 3.6x the 0.81 s of the same sums
+    convolution of a paper step (4 x 256 x 128 x 128): 4x the 0.73 s of the same sums
     as nine matmuls, one per kernel tap, and the weight gradients of all the step's
     convolutions took 2.4x what they take on contiguous maps (where oneDNN runs them on
     8-channel blocks). So where :func:`matmul_weight_grad` says so, a float32 CPU 3x3
