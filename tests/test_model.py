@@ -332,6 +332,9 @@ def test_conv2d_takes_3x3_weight_gradients_as_matmuls_where_asked(monkeypatch):
     with torch.no_grad():
         layers.conv2d(x, w.clone().requires_grad_(), None, 1, 1)
     layers.conv2d(x, w, None, 1, 1)  # a weight without gradient
+    with monkeypatch.context() as m:  # being traced by torch.compile
+        m.setattr(torch.compiler, "is_compiling", lambda: True)
+        layers.conv2d(x, w.clone().requires_grad_(), None, 1, 1).sum().backward()
     monkeypatch.setattr(layers, "MATMUL_CONV_WEIGHT_GRAD", False)
     layers.conv2d(x, w.clone().requires_grad_(), None, 1, 1).sum().backward()
     assert taken == []

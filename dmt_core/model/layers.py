@@ -231,8 +231,8 @@ def conv2d(
     at least :data:`MATMUL_CONV_MIN_CHANNELS` channels that needs a weight gradient runs
     through :class:`_Conv3x3`: the forward and the input gradient stay oneDNN's, the
     weight gradient is :func:`conv3x3_weight_grad`. The result equals ``F.conv2d``'s;
-    the weight gradient differs in the summation order only. Anything
-    else is ``F.conv2d``.
+    the weight gradient differs in the summation order only. Anything else, and
+    everything under ``torch.compile`` (which has its own kernels), is ``F.conv2d``.
     """
     if (
         x.device.type == "cpu"
@@ -249,6 +249,7 @@ def conv2d(
         and _pair(padding) == (1, 1)
         and _pair(dilation) == (1, 1)
         and x.is_contiguous(memory_format=torch.channels_last)
+        and not torch.compiler.is_compiling()
         and matmul_weight_grad()
     ):
         return _Conv3x3.apply(x, weight, bias)
