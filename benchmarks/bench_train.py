@@ -63,7 +63,7 @@ LEVERS = {
 def _lever_default(name: str) -> bool:
     """Whether ``dmt train`` uses the lever on this CPU (two depend on its instruction set)."""
     if name == "onednn-linear":
-        return not layers.slow_onednn_weight_grad()
+        return layers.onednn_linear()
     if name == "matmul-wgrad":
         return layers.matmul_weight_grad()
     return True

@@ -177,13 +177,20 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         or rows < ONEDNN_LINEAR_MIN_ROWS
         or not torch.backends.mkldnn.is_available()
         or not torch.backends.mkldnn.enabled
-        or not (ONEDNN_LINEAR if ONEDNN_LINEAR is not None else not slow_onednn_weight_grad())
+        or not onednn_linear()
     ):
         return F.linear(x, weight, bias)
     lead = x.shape[:-1]
     as_map = x.reshape(1, rows, 1, c_in).permute(0, 3, 1, 2)  # (1, C_in, rows, 1) channels-last
     out = F.conv2d(as_map, weight[:, :, None, None], bias)  # (1, C_out, rows, 1) channels-last
     return out.permute(0, 2, 3, 1).reshape(*lead, weight.shape[0])
+
+
+def onednn_linear() -> bool:
+    """Whether :func:`linear` may take the oneDNN path (see :data:`ONEDNN_LINEAR`)."""
+    if ONEDNN_LINEAR is not None:
+        return ONEDNN_LINEAR
+    return not slow_onednn_weight_grad()
 
 
 class Linear(nn.Linear):
