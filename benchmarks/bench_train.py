@@ -57,6 +57,8 @@ LEVERS = {
     "(layers.linear; by default not on AVX2-only CPUs); off: F.linear (MKL's sgemm)",
     "matmul-wgrad": "3x3 weight gradients as nine matmuls (layers.conv2d; by default on "
     "AVX2-only CPUs only); off: oneDNN's kernel",
+    "winograd": "3x3 convolutions of 64 x 64 px or more as Winograd F(4x4, 3x3), forward "
+    "and backward (layers.conv2d; by default on AVX2-only CPUs only); off: as matmul-wgrad",
 }
 
 
@@ -66,6 +68,8 @@ def _lever_default(name: str) -> bool:
         return layers.onednn_linear()
     if name == "matmul-wgrad":
         return layers.matmul_weight_grad()
+    if name == "winograd":
+        return layers.winograd_conv()
     return True
 
 
@@ -96,6 +100,8 @@ def one_config(preset: str, group: int, size: int, reps: int) -> dict:
         layers.ONEDNN_LINEAR = "onednn-linear" in on
     if "matmul-wgrad" in off | on:
         layers.MATMUL_CONV_WEIGHT_GRAD = "matmul-wgrad" in on
+    if "winograd" in off | on:
+        layers.WINOGRAD_CONV = "winograd" in on
     torch.manual_seed(0)
     channels_last = os.environ.get("DMT_BENCH_FORMAT", "channels_last") == "channels_last"
     model = DMT(DMTConfig.preset(preset), channels_last=channels_last).train()
@@ -255,11 +261,12 @@ def _levers(args) -> None:
         for name in LEVERS
     ]
     runs += [
-        ("as the last release (oneDNN linears, oneDNN weight gradients)",
-         {"DMT_BENCH_ON": "onednn-linear", "DMT_BENCH_OFF": "matmul-wgrad"}),
-        ("without head layout, fused Adam, retained memory, oneDNN linears and matmul "
-         "weight gradients (the releases before them)",
-         {"DMT_BENCH_OFF": "head-layout,fused-adam,retain-memory,onednn-linear,matmul-wgrad"}),
+        ("as two releases ago (oneDNN linears and weight gradients, no Winograd)",
+         {"DMT_BENCH_ON": "onednn-linear", "DMT_BENCH_OFF": "matmul-wgrad,winograd"}),
+        ("without head layout, fused Adam, retained memory, oneDNN linears, matmul "
+         "weight gradients and Winograd (the releases before them)",
+         {"DMT_BENCH_OFF": "head-layout,fused-adam,retain-memory,onednn-linear,"
+          "matmul-wgrad,winograd"}),
         ("all levers, contiguous tensors", {"DMT_BENCH_FORMAT": "contiguous"}),
     ]  # fmt: skip
     if args.compile:

@@ -18,6 +18,8 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 from torchvision.ops.misc import Conv2dNormActivation
 
+from . import winograd
+
 
 class GroupBatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` whose statistics can be the group's or each image's own.
@@ -217,6 +219,28 @@ def matmul_weight_grad() -> bool:
     return slow_onednn_weight_grad()
 
 
+#: the large 3x3 convolutions of a training step through Winograd F(4x4, 3x3)
+#: (:mod:`dmt_core.model.winograd`, see :func:`conv2d`): ``True``, ``False``, or
+#: ``None`` = where :func:`slow_onednn_weight_grad` (measured faster there only)
+WINOGRAD_CONV: bool | None = None
+
+#: maps with fewer pixels (H W) keep the direct convolution: at 32 x 32 the transforms
+#: cost what the products save (4 x 256 channels: 0.12 s forward and backward either way;
+#: 512 channels at 16 x 16: 0.27 s against 0.12 s)
+WINOGRAD_MIN_PIXELS = 64 * 64
+
+#: inputs with fewer channels keep the direct convolution (64 channels at 128 x 128:
+#: 0.16 s forward and backward either way; 128 channels: 0.34 s against 0.43 s)
+WINOGRAD_MIN_CHANNELS = 128
+
+
+def winograd_conv() -> bool:
+    """Whether :func:`conv2d` takes the large 3x3 convolutions through Winograd."""
+    if WINOGRAD_CONV is not None:
+        return WINOGRAD_CONV
+    return slow_onednn_weight_grad()
+
+
 def conv2d(
     x: Tensor,
     weight: Tensor,
@@ -238,7 +262,15 @@ def conv2d(
     at least :data:`MATMUL_CONV_MIN_CHANNELS` channels that needs a weight gradient runs
     through :class:`_Conv3x3`: the forward and the input gradient stay oneDNN's, the
     weight gradient is :func:`conv3x3_weight_grad`. The result equals ``F.conv2d``'s;
-    the weight gradient differs in the summation order only. Anything else, and
+    the weight gradient differs in the summation order only.
+
+    Of the same convolutions (whatever the weight gradient), the maps of at least
+    :data:`WINOGRAD_MIN_CHANNELS` channels and :data:`WINOGRAD_MIN_PIXELS` pixels,
+    height and width multiples of 4, go through Winograd F(4x4, 3x3) forward and
+    backward where :func:`winograd_conv` says so (:class:`winograd.WinogradConv3x3`;
+    the paper step's 4 x 256 x 128 x 128 convolution: 1.1 s forward and backward
+    against 2.0 s); its float32 rounding differs from the direct convolution's (its
+    error is about 4x larger, 1e-5 of the output's scale). Anything else, and
     everything under ``torch.compile`` (which has its own kernels), is ``F.conv2d``.
     """
     if (
@@ -257,9 +289,16 @@ def conv2d(
         and _pair(dilation) == (1, 1)
         and x.is_contiguous(memory_format=torch.channels_last)
         and not torch.compiler.is_compiling()
-        and matmul_weight_grad()
     ):
-        return _Conv3x3.apply(x, weight, bias)
+        if (
+            winograd_conv()
+            and x.shape[1] >= WINOGRAD_MIN_CHANNELS
+            and x.shape[2] * x.shape[3] >= WINOGRAD_MIN_PIXELS
+            and winograd.usable(x)
+        ):
+            return winograd.WinogradConv3x3.apply(x, weight, bias)
+        if matmul_weight_grad():
+            return _Conv3x3.apply(x, weight, bias)
     return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
 
 
