@@ -11,7 +11,7 @@ so the channel sums become 36 matrix products of (tiles, C_in) by (C_in, C_out),
 quarter of the direct sums; the transforms are additions with small constants. The
 result equals the convolution's in exact arithmetic; in float32 its rounding error is
 larger than a direct convolution's (measured: 0.9e-5 of the output's largest value
-against 0.2e-5, :mod:`tests.test_model` bounds it).
+against 0.2e-5; ``tests/test_winograd.py`` bounds it).
 
 The same algebra gives the two gradients. The input gradient of a stride-1, padding-1
 convolution is the convolution of the output gradient with the flipped, transposed
@@ -75,7 +75,9 @@ def _input_tiles(xp: Tensor, i: int, t0: int, b: int, bt: Tensor) -> Tensor:
     return torch.matmul(bt, cols.view(6, 6, -1)).view(36, b * tw, c)
 
 
-def conv3x3(x: Tensor, u: Tensor, bias: Tensor | None = None, keep: bool = False):
+def conv3x3(
+    x: Tensor, u: Tensor, bias: Tensor | None = None, keep: bool = False
+) -> Tensor | tuple[Tensor, Tensor]:
     """The 3x3, stride-1, padding-1 convolution of x by the transformed kernel u.
 
     x (N, H, W, C_in) channels last (a row-major NHWC tensor), H and W multiples of 4;
