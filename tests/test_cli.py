@@ -43,3 +43,32 @@ def test_gpu_check_says_so_and_exits_0_without_cuda(tmp_path):
     )  # fmt: skip
     assert res.returncode == 0 and "no CUDA device" in res.stdout
     assert not (tmp_path / "g.json").exists()
+
+
+def test_gpu_check_smoke_runs_every_section_on_the_cpu(tmp_path):
+    """--smoke runs each section of the GPU check (tiny preset, toy sizes, CPU) end to end,
+    so the script a lent GPU gets once is not run for the first time there."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    out = tmp_path / "g.json"
+    res = subprocess.run(
+        [sys.executable, str(script), "--smoke", "--skip-compile", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    report = json.loads(out.read_text())
+    assert not [k for k in report if k.endswith("_error")], report
+    measured = (
+        "infer_fp32_img_s", "infer_bf16_img_s", "infer_fp16_img_s", "max_prob_diff_fp16",
+        "infer_amp_img_s_contiguous", "train_step_s_amp", "train_step_s_fp16",
+        "train_step_s_fp32", "train_step_s_amp_contiguous", "train_tflop_per_step",
+    )  # fmt: skip
+    for key in measured:
+        assert report[key] > 0, key
+    run = report["torchrun_train_1proc"]
+    assert run["ok"] and run["images_per_s_timed"] > 0 and run["median_data_s"] >= 0
+    assert {"median_forward_s", "median_backward_s", "median_optimizer_s"} <= set(run)
