@@ -58,7 +58,7 @@ LEVERS = {
     "matmul-wgrad": "3x3 weight gradients as nine matmuls (layers.conv2d; by default on "
     "AVX2-only CPUs only); off: oneDNN's kernel",
     "winograd": "3x3 convolutions of 64 x 64 px or more as Winograd F(4x4, 3x3), forward "
-    "and backward (layers.conv2d; by default on AVX2-only CPUs only); off: as matmul-wgrad",
+    "and backward (layers.conv2d; by default on AVX2 and AVX-512 CPUs); off: as matmul-wgrad",
 }
 
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 
 import torch
@@ -221,8 +222,18 @@ def matmul_weight_grad() -> bool:
 
 #: the large 3x3 convolutions of a training step through Winograd F(4x4, 3x3)
 #: (:mod:`dmt_core.model.winograd`, see :func:`conv2d`): ``True``, ``False``, or
-#: ``None`` = where :func:`slow_onednn_weight_grad` (measured faster there only)
+#: ``None`` = on the x86 CPUs it was measured faster on (:func:`winograd_conv`)
 WINOGRAD_CONV: bool | None = None
+
+#: the CPU capabilities (``torch.backends.cpu.get_cpu_capability()``) whose default is
+#: Winograd, each with the largest map (H W) it takes there. Measured on two AMD EPYCs,
+#: forward and backward of the paper step's full-resolution convolution: AVX2-only,
+#: 1.10 s against 2.05 s at 4 x 256 x 128 x 128 and faster at 256 x 256 too (the
+#: 8 x 256 px step: 25.5 s against 30.4 s); AVX-512, 0.46 s against 0.59 s at
+#: 4 x 256 x 128 x 128, 1.10 s against 1.25 s at 8 x 256 x 128 x 128, but 4.80 s
+#: against 4.89 s at 8 x 256 x 256 x 256, where its kept tiles cost 1.2 GB. Not
+#: measured on Intel or Arm CPUs, which keep the direct convolution.
+WINOGRAD_MAX_PIXELS: dict[str, int] = {"AVX2": sys.maxsize, "AVX512": 128 * 128}
 
 #: maps with fewer pixels (H W) keep the direct convolution: at 32 x 32 the transforms
 #: cost what the products save (4 x 256 channels: 0.12 s forward and backward either way;
@@ -235,10 +246,29 @@ WINOGRAD_MIN_CHANNELS = 128
 
 
 def winograd_conv() -> bool:
-    """Whether :func:`conv2d` takes the large 3x3 convolutions through Winograd."""
+    """Whether :func:`conv2d` takes the large 3x3 convolutions through Winograd:
+    :data:`WINOGRAD_CONV`, else whether this CPU is in :data:`WINOGRAD_MAX_PIXELS`."""
     if WINOGRAD_CONV is not None:
         return WINOGRAD_CONV
-    return slow_onednn_weight_grad()
+    return torch.backends.cpu.get_cpu_capability() in WINOGRAD_MAX_PIXELS
+
+
+def winograd_takes(x: Tensor) -> bool:
+    """Whether :func:`conv2d` takes this input (N, C, H, W) through Winograd: at least
+    :data:`WINOGRAD_MIN_CHANNELS` channels and :data:`WINOGRAD_MIN_PIXELS` pixels, H and
+    W multiples of 4, and :func:`winograd_conv`; by default (``WINOGRAD_CONV = None``)
+    no more pixels than :data:`WINOGRAD_MAX_PIXELS` gives this CPU."""
+    pixels = x.shape[2] * x.shape[3]
+    if not (
+        x.shape[1] >= WINOGRAD_MIN_CHANNELS
+        and pixels >= WINOGRAD_MIN_PIXELS
+        and winograd.usable(x)
+        and winograd_conv()
+    ):
+        return False
+    if WINOGRAD_CONV is not None:
+        return True
+    return pixels <= WINOGRAD_MAX_PIXELS[torch.backends.cpu.get_cpu_capability()]
 
 
 def conv2d(
@@ -264,13 +294,13 @@ def conv2d(
     weight gradient is :func:`conv3x3_weight_grad`. The result equals ``F.conv2d``'s;
     the weight gradient differs in the summation order only.
 
-    Of the same convolutions (whatever the weight gradient), the maps of at least
-    :data:`WINOGRAD_MIN_CHANNELS` channels and :data:`WINOGRAD_MIN_PIXELS` pixels,
-    height and width multiples of 4, go through Winograd F(4x4, 3x3) forward and
-    backward where :func:`winograd_conv` says so (:class:`winograd.WinogradConv3x3`;
-    the paper step's 4 x 256 x 128 x 128 convolution: 1.1 s forward and backward
-    against 2.0 s); its float32 rounding differs from the direct convolution's (its
-    error is about 4x larger, 1e-5 of the output's scale). Anything else, and
+    Of the same convolutions (whatever the weight gradient), those that
+    :func:`winograd_takes` (large maps, many channels, on the CPUs measured faster) go
+    through Winograd F(4x4, 3x3) forward and backward (:class:`winograd.WinogradConv3x3`;
+    the paper step's 4 x 256 x 128 x 128 convolution, forward and backward: 1.1 s
+    against 2.0 s on the AVX2 CPU, 0.46 s against 0.59 s on the AVX-512 one); its
+    float32 rounding differs from the direct convolution's (its error is about 4x
+    larger, 1e-5 of the output's scale). Anything else, and
     everything under ``torch.compile`` (which has its own kernels), is ``F.conv2d``.
     """
     if (
@@ -290,12 +320,7 @@ def conv2d(
         and x.is_contiguous(memory_format=torch.channels_last)
         and not torch.compiler.is_compiling()
     ):
-        if (
-            winograd_conv()
-            and x.shape[1] >= WINOGRAD_MIN_CHANNELS
-            and x.shape[2] * x.shape[3] >= WINOGRAD_MIN_PIXELS
-            and winograd.usable(x)
-        ):
+        if winograd_takes(x):
             return winograd.WinogradConv3x3.apply(x, weight, bias)
         if matmul_weight_grad():
             return _Conv3x3.apply(x, weight, bias)
