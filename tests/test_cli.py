@@ -72,3 +72,24 @@ def test_gpu_check_smoke_runs_every_section_on_the_cpu(tmp_path):
     run = report["torchrun_train_1proc"]
     assert run["ok"] and run["images_per_s_timed"] > 0 and run["median_data_s"] >= 0
     assert {"median_forward_s", "median_backward_s", "median_optimizer_s"} <= set(run)
+
+
+def test_step_count_counts_flops_and_kept_memory():
+    """benchmarks/step_count.py: the paper step's FLOPs are several VGG16 forwards', and
+    autocast keeps fewer bytes for the backward than float32 (what a GPU run is sized by)."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "step_count.py"
+    res = subprocess.run(
+        [sys.executable, str(script), "--preset", "paper", "--group", "2", "--size", "64"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    kept = dict(re.findall(r"kept for the backward, (\w+).*: ([\d.]+) GiB", res.stdout))
+    assert set(kept) == {"float32", "float16", "bfloat16"}
+    assert 0 < float(kept["float16"]) < float(kept["float32"])
+    ratio = re.search(r"step FLOPs \(direct convolutions\): [\d.]+ T; .* \(([\d.]+)x\)", res.stdout)
+    assert ratio and 5 < float(ratio.group(1)) < 20

@@ -232,7 +232,8 @@ WINOGRAD_CONV: bool | None = None
 #: 8 x 256 px step: 25.5 s against 30.4 s); AVX-512, 0.46 s against 0.59 s at
 #: 4 x 256 x 128 x 128, 1.10 s against 1.25 s at 8 x 256 x 128 x 128, but 4.80 s
 #: against 4.89 s at 8 x 256 x 256 x 256, where its kept tiles cost 1.2 GB. Not
-#: measured on Intel or Arm CPUs, which keep the direct convolution.
+#: measured on Intel CPUs (they report the same capabilities, so they get the same
+#: default) nor on Arm ones (which keep the direct convolution).
 WINOGRAD_MAX_PIXELS: dict[str, int] = {"AVX2": sys.maxsize, "AVX512": 128 * 128}
 
 #: maps with fewer pixels (H W) keep the direct convolution: at 32 x 32 the transforms
