@@ -59,6 +59,9 @@ LEVERS = {
     "AVX2-only CPUs only); off: oneDNN's kernel",
     "winograd": "3x3 convolutions of 64 x 64 px or more as Winograd F(4x4, 3x3), forward "
     "and backward (layers.conv2d; by default on AVX2 and AVX-512 CPUs); off: as matmul-wgrad",
+    "winograd-onednn": "Winograd's 36 channel products as oneDNN 1x1 convolutions and weight "
+    "gradients (layers.WINOGRAD_ONEDNN; by default where the oneDNN linears are); off: "
+    "torch.bmm / baddbmm_ (MKL)",
 }
 
 
@@ -70,6 +73,8 @@ def _lever_default(name: str) -> bool:
         return layers.matmul_weight_grad()
     if name == "winograd":
         return layers.winograd_conv()
+    if name == "winograd-onednn":
+        return layers.winograd_conv() and layers.winograd_onednn()
     return True
 
 
@@ -102,6 +107,8 @@ def one_config(preset: str, group: int, size: int, reps: int) -> dict:
         layers.MATMUL_CONV_WEIGHT_GRAD = "matmul-wgrad" in on
     if "winograd" in off | on:
         layers.WINOGRAD_CONV = "winograd" in on
+    if "winograd-onednn" in off | on:
+        layers.WINOGRAD_ONEDNN = "winograd-onednn" in on
     torch.manual_seed(0)
     channels_last = os.environ.get("DMT_BENCH_FORMAT", "channels_last") == "channels_last"
     model = DMT(DMTConfig.preset(preset), channels_last=channels_last).train()

@@ -35,23 +35,31 @@ def test_winograd_is_the_convolution_and_its_gradients(monkeypatch, n, c_in, c_o
     wt = torch.randn(c_out, c_in, 3, 3, generator=gen, dtype=torch.float64)
     b = torch.randn(c_out, generator=gen, dtype=torch.float64)
     grad = torch.randn(n, c_out, h, w, generator=gen, dtype=torch.float64)
-    got = _grads(winograd.WinogradConv3x3.apply, x, wt, b, grad, need)
+    got = _grads(lambda *a: winograd.WinogradConv3x3.apply(*a, False), x, wt, b, grad, need)
     want = _grads(lambda *a: F.conv2d(*a, 1, 1), x, wt, b, grad, need)
     assert got[0].is_contiguous(memory_format=CL)
     for a, e in zip((got[0], *got[1]), (want[0], *want[1]), strict=True):
         torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-10)
 
 
-def test_winograd_float32_error_is_within_float32_noise():
+@pytest.mark.parametrize("onednn", [True, False])
+def test_winograd_float32_error_is_within_float32_noise(monkeypatch, onednn):
     """In float32 the Winograd results stay within 3e-5 of each result's scale of the
     float64 convolution (measured 0.9e-5; the direct convolution's error is 0.2e-5),
-    at the paper's 128-channel-plus widths and a map of several chunks."""
+    at the paper's 128-channel-plus widths and a map of several chunks, with the channel
+    products through oneDNN and through torch.bmm / baddbmm_."""
+    taken = []
+    real = winograd._rows_as_map
+    monkeypatch.setattr(winograd, "_rows_as_map", lambda t: taken.append(1) or real(t))
     gen = torch.Generator().manual_seed(7)
     x = torch.randn(2, 128, 64, 64, generator=gen).to(memory_format=CL)
     wt = torch.randn(128, 128, 3, 3, generator=gen) / 34
     b = torch.randn(128, generator=gen)
     grad = torch.randn(2, 128, 64, 64, generator=gen).to(memory_format=CL)
-    got = _grads(winograd.WinogradConv3x3.apply, x, wt, b, grad)
+    got = _grads(lambda *a: winograd.WinogradConv3x3.apply(*a, onednn), x, wt, b, grad)
+    # one chunk per image (16 x 16 tiles), each with 36 products forward, 36 for the
+    # input gradient and 36 kernel-gradient sums of two maps
+    assert len(taken) == (2 * 36 * 4 if onednn else 0)
     want = _grads(lambda *a: F.conv2d(*a, 1, 1), x.double(), wt.double(), b.double(), grad.double())
     for name, a, e in zip(("output", "input", "kernel", "bias"), (got[0], *got[1]),
                           (want[0], *want[1]), strict=True):  # fmt: skip
@@ -110,6 +118,27 @@ def test_winograd_is_on_by_default_only_on_the_measured_x86_cpus(monkeypatch, ca
     for flag in (True, False):
         monkeypatch.setattr(layers, "WINOGRAD_CONV", flag)
         assert layers.winograd_conv() is flag
+
+
+@pytest.mark.parametrize("capability", ["AVX2", "AVX512"])
+def test_conv2d_gives_winograd_onednn_products_where_the_onednn_linears_are(
+    monkeypatch, capability
+):
+    """layers.conv2d hands Winograd its products' path: oneDNN where the oneDNN linears
+    are on (not on AVX2-only CPUs), unless layers.WINOGRAD_ONEDNN says otherwise."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(layers, "WINOGRAD_CONV", True)
+    asked = []
+    real = winograd.WinogradConv3x3.apply
+    monkeypatch.setattr(
+        winograd.WinogradConv3x3, "apply", lambda *a: asked.append(a[3]) or real(*a)
+    )
+    x = torch.randn(1, 128, 64, 64).to(memory_format=CL)
+    w = (torch.randn(8, 128, 3, 3) * 0.03).requires_grad_()
+    for flag in (None, True, False):
+        monkeypatch.setattr(layers, "WINOGRAD_ONEDNN", flag)
+        layers.conv2d(x, w, None, 1, 1).sum().backward()
+    assert asked == [capability != "AVX2", True, False]
 
 
 @pytest.mark.parametrize("capability", ["AVX2", "AVX512"])

@@ -27,6 +27,8 @@ cost as much as the products saved (measured on an AVX2 AMD EPYC, 4 x 256 x 128 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -44,6 +46,56 @@ CHUNK_TILES = 512
 
 def _const(rows: tuple, like: Tensor) -> Tensor:
     return torch.tensor(rows, dtype=like.dtype, device=like.device)
+
+
+def _onednn(t: Tensor, asked: bool) -> bool:
+    """Whether the channel products go through oneDNN: where asked (see
+    :data:`dmt_core.model.layers.WINOGRAD_ONEDNN`) and oneDNN can: float32 CPU tensors."""
+    return (
+        asked
+        and t.dtype == torch.float32
+        and t.device.type == "cpu"
+        and torch.backends.mkldnn.enabled
+    )
+
+
+def _rows_as_map(rows: Tensor) -> Tensor:
+    """A row-major matrix (T, C) as the channels-last map (1, C, T, 1): a free view."""
+    return rows.view(1, rows.shape[0], 1, rows.shape[1]).permute(0, 3, 1, 2)
+
+
+def _products(u: Tensor, onednn: bool) -> Callable[[Tensor], Tensor]:
+    """``v -> M`` with M[a] = V[a] @ U[a] for the 36 points: v (36, T, C_in) contiguous,
+    u (36, C_in, C_out) -> (36, T, C_out): ``torch.bmm``, or per point a oneDNN 1x1
+    convolution of the rows (a row-major matrix is a channels-last map)."""
+    if not _onednn(u, onednn):
+        return lambda v: torch.bmm(v, u)
+    w = u.transpose(1, 2).contiguous()[..., None, None]  # (36, C_out, C_in, 1, 1)
+
+    def run(v: Tensor) -> Tensor:
+        m = v.new_empty(36, v.shape[1], u.shape[2])
+        for a in range(36):
+            y = torch.nn.functional.conv2d(_rows_as_map(v[a]), w[a])  # (1, C_out, T, 1)
+            m[a].copy_(y.permute(0, 2, 3, 1).view(v.shape[1], -1))
+        return m
+
+    return run
+
+
+def _add_kernel_products(du: Tensor, dm: Tensor, v: Tensor, onednn: bool) -> None:
+    """du[a] += dM[a]^T V[a]: du (36, C_out, C_in), dm (36, T, C_out), v (36, T, C_in),
+    ``baddbmm_`` or per point a oneDNN 1x1 convolution's weight gradient."""
+    if not _onednn(v, onednn):
+        du.baddbmm_(dm.transpose(1, 2), v)
+        return
+    k, c = du.shape[1], du.shape[2]
+    like = v.new_empty(k, c, 1, 1)  # the weight whose gradient is asked: shape only
+    for a in range(36):
+        _, gw, _ = torch.ops.aten.convolution_backward(
+            _rows_as_map(dm[a]), _rows_as_map(v[a]), like, None,
+            [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, False],
+        )  # fmt: skip
+        du[a] += gw.reshape(k, c)
 
 
 def weight_transform(weight: Tensor) -> Tensor:
@@ -76,14 +128,15 @@ def _input_tiles(xp: Tensor, i: int, t0: int, b: int, bt: Tensor) -> Tensor:
 
 
 def conv3x3(
-    x: Tensor, u: Tensor, bias: Tensor | None = None, keep: bool = False
+    x: Tensor, u: Tensor, bias: Tensor | None = None, keep: bool = False, onednn: bool = False
 ) -> Tensor | tuple[Tensor, Tensor]:
     """The 3x3, stride-1, padding-1 convolution of x by the transformed kernel u.
 
     x (N, H, W, C_in) channels last (a row-major NHWC tensor), H and W multiples of 4;
     u (36, C_in, C_out) from :func:`weight_transform`; bias (C_out,) or None
     -> y (N, H, W, C_out), and with ``keep`` also every tile's V (36, N H W / 16, C_in),
-    which the kernel gradient needs.
+    which the kernel gradient needs. ``onednn``: the channel products as oneDNN 1x1
+    convolutions (float32 CPU tensors) instead of ``torch.bmm``.
     """
     n, h, w, c = x.shape
     th, tw = h // 4, w // 4
@@ -91,12 +144,13 @@ def conv3x3(
     xp = torch.nn.functional.pad(x, (0, 0, 1, 1, 1, 1))
     y = x.new_empty(n, h, w, u.shape[2])
     kept = x.new_empty(36, n * th * tw, c) if keep else None
+    products = _products(u, onednn)
     for i, t0, b in _chunks(n, th, tw):
         v = _input_tiles(xp, i, t0, b, bt)
         if kept is not None:
             first = (i * th + t0) * tw
             kept[:, first : first + b * tw] = v
-        m = torch.bmm(v, u).view(6, -1)  # (36, b tw, C_out): M[a, l] for every tile
+        m = products(v).view(6, -1)  # (36, b tw, C_out): M[a, l] for every tile
         ys = torch.matmul(at, (at @ m).view(4, 6, -1))  # (4 rows, 4 columns, b tw C_out)
         ys = ys.view(4, 4, b, tw, -1).permute(2, 0, 3, 1, 4)
         out = y[i, 4 * t0 : 4 * (t0 + b)].view(b, 4, tw, 4, -1)
@@ -107,13 +161,14 @@ def conv3x3(
     return (y, kept) if keep else y
 
 
-def kernel_grad(v: Tensor, grad: Tensor) -> Tensor:
+def kernel_grad(v: Tensor, grad: Tensor, onednn: bool = False) -> Tensor:
     """The kernel gradient from the kept tiles v (36, N H W / 16, C_in) and the output
-    gradient grad (N, H, W, C_out) channels last -> (C_out, C_in, 3, 3)."""
+    gradient grad (N, H, W, C_out) channels last -> (C_out, C_in, 3, 3); ``onednn`` as
+    in :func:`conv3x3` (the sums as oneDNN 1x1 weight gradients, else ``baddbmm_``)."""
     n, h, w, k = grad.shape
     th, tw = h // 4, w // 4
     a = _const(_AT, grad).t().contiguous()  # A (6, 4)
-    du = grad.new_zeros(36, v.shape[2], k)
+    du = grad.new_zeros(36, k, v.shape[2])  # dU[a]^T
     for i, t0, b in _chunks(n, th, tw):
         r0 = 4 * t0
         rows = torch.stack([grad[i, r0 + r : r0 + 4 * b : 4] for r in range(4)])  # (4, b, W, K)
@@ -121,9 +176,9 @@ def kernel_grad(v: Tensor, grad: Tensor) -> Tensor:
         cols = torch.stack([t[:, :, s::4] for s in range(4)], 1)  # (6, 4, b, tw, K)
         dm = torch.matmul(a, cols.view(6, 4, -1)).view(36, b * tw, k)
         first = (i * th + t0) * tw
-        du.baddbmm_(v[:, first : first + b * tw].transpose(1, 2), dm)
+        _add_kernel_products(du, dm, v[:, first : first + b * tw], onednn)
     g = torch.tensor(_G, dtype=torch.float64, device=grad.device)
-    dw = torch.einsum("ai,bj,abck->kcij", g, g, du.double().view(6, 6, *du.shape[1:]))
+    dw = torch.einsum("ai,bj,abkc->kcij", g, g, du.double().view(6, 6, *du.shape[1:]))
     return dw.to(grad.dtype)
 
 
@@ -134,28 +189,31 @@ def usable(x: Tensor) -> bool:
 
 class WinogradConv3x3(torch.autograd.Function):
     """``F.conv2d(x, weight, bias, padding=1)`` and its gradients through Winograd
-    F(4x4, 3x3); x (N, C_in, H, W) channels-last, H and W multiples of 4."""
+    F(4x4, 3x3); x (N, C_in, H, W) channels-last, H and W multiples of 4; ``onednn``
+    (a bool): the channel products through oneDNN (:func:`conv3x3`)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, onednn: bool) -> Tensor:  # type: ignore[override]
         need_v = ctx.needs_input_grad[1]
-        out = conv3x3(x.permute(0, 2, 3, 1), weight_transform(weight), bias, keep=need_v)
+        u = weight_transform(weight)
+        out = conv3x3(x.permute(0, 2, 3, 1), u, bias, keep=need_v, onednn=onednn)
         y, v = out if need_v else (out, None)
         ctx.save_for_backward(weight, v)
-        ctx.has_bias = bias is not None
+        ctx.has_bias, ctx.onednn = bias is not None, onednn
         return y.permute(0, 3, 1, 2)  # (N, C_out, H, W), channels-last
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         weight, v = ctx.saved_tensors
         g = grad.permute(0, 2, 3, 1).contiguous()  # (N, H, W, C_out); free if channels-last
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             flipped = weight.flip(2, 3).transpose(0, 1)  # (C_in, C_out, 3, 3)
-            grad_x = conv3x3(g, weight_transform(flipped)).permute(0, 3, 1, 2)
+            u = weight_transform(flipped)
+            grad_x = conv3x3(g, u, onednn=ctx.onednn).permute(0, 3, 1, 2)
         if ctx.needs_input_grad[1]:
-            grad_w = kernel_grad(v, g).contiguous(memory_format=torch.channels_last)
+            grad_w = kernel_grad(v, g, ctx.onednn).contiguous(memory_format=torch.channels_last)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = g.sum((0, 1, 2))
-        return grad_x, grad_w, grad_b
+        return grad_x, grad_w, grad_b, None
