@@ -72,7 +72,7 @@ class Setup:
 
     def model(self, *, train: bool, channels_last: bool = True) -> torch.nn.Module:
         torch.manual_seed(0)
-        cfg = DMTConfig.paper() if self.preset == "paper" else DMTConfig.tiny()
+        cfg = DMTConfig.preset(self.preset)
         model = create_model(cfg, pretrained=False, channels_last=channels_last)
         return model.to(self.device).train(train)
 
